@@ -1,0 +1,1 @@
+"""grid_platform: a Dagster data platform for distribution grid operators."""
