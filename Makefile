@@ -1,0 +1,49 @@
+# grid_platform: `make run` (the platform on the embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+
+# Optional local overrides (see .env.example).
+-include .env
+GRID_DATA_DIR ?= $(CURDIR)/data
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export GRID_DATA_DIR := $(abspath $(GRID_DATA_DIR))
+export DAGSTER_HOME := $(abspath $(DAGSTER_HOME))
+export GRID_WAREHOUSE := $(GRID_DATA_DIR)/warehouse.duckdb
+# dbt and dagster of the project environment, without activating it.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install manifest run test bench lock lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==0.13.8
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# @dbt_assets needs dbt's manifest at import time.
+manifest: install
+	cd dbt_project && dbt parse --quiet --profiles-dir .
+
+run: manifest
+	scripts/run.sh
+
+test: manifest
+	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: install
+	@for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
+# Re-resolve the lock file after changing pyproject.toml.
+lock:
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+lint: install
+	$(BIN)/ruff check grid_platform tests benchmarks
+
+clean:
+	rm -rf $(VENV) dbt_project/target dbt_project/logs

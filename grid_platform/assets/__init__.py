@@ -1,0 +1,1 @@
+"""Software-defined assets, grouped by domain; thin wiring of the domain modules."""

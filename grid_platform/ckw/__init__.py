@@ -1,0 +1,1 @@
+"""CKW public API: client, payload normalisation and time windows (no Dagster import)."""

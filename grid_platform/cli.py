@@ -1,0 +1,147 @@
+"""`grid-platform` command line: local stand-ins, the read API, tokens and the first materialisation."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from grid_platform.settings import STANDIN_PORTS, load_settings
+
+
+def _standin_apps() -> dict:
+    """Every stand-in the platform ships, by name (ports in settings.STANDIN_PORTS)."""
+    import importlib
+
+    apps = {}
+    for name in STANDIN_PORTS:
+        try:
+            module = importlib.import_module(f"grid_platform.standins.{name}")
+        except ModuleNotFoundError:
+            continue
+        apps[name] = module.create_app()
+    return apps
+
+
+def cmd_standins(args: argparse.Namespace) -> int:
+    from grid_platform.standins.server import serve
+
+    apps = _standin_apps()
+    wanted = args.only or list(apps)
+    threads = []
+    for name in wanted:
+        t = threading.Thread(target=serve, args=(apps[name], STANDIN_PORTS[name]), name=name, daemon=True)
+        t.start()
+        threads.append(t)
+        print(f"stand-in {name}: http://127.0.0.1:{STANDIN_PORTS[name]}", flush=True)
+    try:
+        while any(t.is_alive() for t in threads):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from grid_platform.api.app import serve
+
+    serve(args.host, args.port)
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from grid_platform.api.identity import mint_token
+
+    print(mint_token(args.sub, organizations=args.org, scopes=args.scope, email=args.email,
+                     expires_in=args.expires_in))
+    return 0
+
+
+def _wait_for(url: str, timeout_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not come up within {timeout_s:.0f} s")
+        time.sleep(1)
+
+
+def bootstrap_requests(today: date, now_local: datetime) -> list[tuple[str, dict[str, str]]]:
+    """(job, tags) of the first materialisation: a week of CKW data, the live feeds, then the marts."""
+    last_price_day = today + timedelta(days=1) if (now_local.hour, now_local.minute) >= (11, 30) else today
+    yesterday = today - timedelta(days=1)
+
+    def day_range(first: date, last: date) -> dict[str, str]:
+        return {"dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat()}
+
+    return [
+        ("ckw_prices_job", day_range(today - timedelta(days=7), last_price_day)),
+        ("ckw_tra_signals_job", day_range(yesterday - timedelta(days=7), yesterday)),
+        ("ckw_plant_job", {}),
+        ("ckw_connectivity_job", {}),
+        ("bi_marts_job", {}),
+    ]
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from dagster_graphql import DagsterGraphQLClient
+
+    _wait_for(f"http://{args.host}:{args.port}/server_info", args.timeout)
+    client = DagsterGraphQLClient(args.host, port_number=args.port)
+    settings = load_settings()
+    now_local = datetime.now(ZoneInfo(settings.local_timezone))
+    for job, tags in bootstrap_requests(now_local.date(), now_local):
+        run_id = client.submit_job_execution(job, repository_location_name="grid_platform", tags=tags)
+        print(f"bootstrap: submitted {job} {tags or ''} -> run {run_id}", flush=True)
+        # The marts read every raw table: wait for each load before the next step.
+        while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
+            time.sleep(2)
+        print(f"bootstrap: {job} {status}", flush=True)
+    print(f"\n  Dagster UI   http://{args.host}:{args.port}\n  CKW stand-in http://127.0.0.1:{STANDIN_PORTS['ckw']}/api\n",
+          flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grid-platform", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("standins", help="serve the local stand-ins of the upstream services")
+    p.add_argument("--only", nargs="*", help="names of the stand-ins to serve (default: all)")
+    p.set_defaults(fn=cmd_standins)
+
+    p = sub.add_parser("api", help="serve the read API")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8015)
+    p.set_defaults(fn=cmd_api)
+
+    p = sub.add_parser("token", help="mint a local (HS256) token")
+    p.add_argument("sub")
+    p.add_argument("--org", action="append", default=[], help="DSO organisation alias (network id), repeatable")
+    p.add_argument("--scope", action="append", default=[], help="scope, repeatable (service accounts)")
+    p.add_argument("--email")
+    p.add_argument("--expires-in", type=int, default=3600)
+    p.set_defaults(fn=cmd_token)
+
+    p = sub.add_parser("bootstrap", help="submit the first materialisation to a running Dagster")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument("--timeout", type=float, default=300)
+    p.set_defaults(fn=cmd_bootstrap)
+
+    args = parser.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The one Definitions object of grid_platform: assets, checks, jobs, schedules, sensors, resources."""
+
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+from dagster_dlt import DagsterDltResource
+
+from grid_platform.assets.ckw import ckw_assets, ckw_checks
+from grid_platform.assets.dbt import dbt_project, grid_dbt_models
+from grid_platform.resources.ckw import CkwApiResource
+from grid_platform.resources.warehouse import WarehouseResource
+from grid_platform.sensors.ckw import ckw_jobs, ckw_schedules
+from grid_platform.settings import load_settings
+
+settings = load_settings()
+# dbt runs in its project folder and reads the warehouse path from the environment: hand it
+# the absolute path every other writer uses.
+os.environ.setdefault("GRID_WAREHOUSE", str(settings.warehouse_path))
+
+# dagster-dbt needs the dbt of this environment even when the venv is not activated.
+DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+
+automation = dg.AutomationConditionSensorDefinition(
+    "grid_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materialises assets whose automation condition (e.g. eager after upstream updates) holds.",
+)
+
+bi_marts_job = dg.define_asset_job(
+    "bi_marts_job", selection=dg.AssetSelection.assets(grid_dbt_models),
+    description="dbt build of every BI mart (models and their tests).",
+)
+
+defs = dg.Definitions(
+    assets=[*ckw_assets, grid_dbt_models],
+    asset_checks=ckw_checks,
+    jobs=[*ckw_jobs, bi_marts_job],
+    schedules=ckw_schedules,
+    sensors=[automation],
+    resources={
+        "warehouse": WarehouseResource(path=str(settings.warehouse_path),
+                                       pipelines_dir=str(settings.dlt_pipelines_dir)),
+        "ckw": CkwApiResource(base_url=settings.ckw_api_url, spool_dir=str(settings.ckw_spool_dir)),
+        "dlt": DagsterDltResource(),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+    },
+)

@@ -1,0 +1,1 @@
+"""Dagster resources, configured from environment variables through grid_platform.settings."""

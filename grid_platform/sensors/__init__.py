@@ -1,0 +1,1 @@
+"""Schedules and sensors; all start RUNNING so `make run` really runs them."""

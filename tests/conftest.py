@@ -1,0 +1,28 @@
+"""Session-wide isolation: every test run gets its own data dir and Dagster home."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_session_dir = Path(tempfile.mkdtemp(prefix="grid-test-"))
+os.environ["GRID_DATA_DIR"] = str(_session_dir / "data")
+os.environ["DAGSTER_HOME"] = str(_session_dir / "dagster_home")
+os.environ["GRID_WAREHOUSE"] = str(_session_dir / "data" / "warehouse.duckdb")
+Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if not SHARED.exists():  # CI clones next to a copy of shared/
+    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    assert SHARED.exists(), f"shared folder not found at {SHARED}"
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def ckw_examples(shared_dir: Path) -> Path:
+    return shared_dir / "data" / "ckw" / "e-ckw-public-data-1.0.23-raml" / "examples"
