@@ -40,8 +40,8 @@ def _call(report: FetchReport, fn, *args):
 
 
 def fetch_prices(client: CkwClient, log: IngestLog, report: FetchReport, start: datetime, end: datetime,
-                 tariff_names: tuple[str, ...]) -> Iterator[dict]:
-    """Price rows for slots starting in [start, end), in windows within the API's span limit."""
+                 tariff_names: tuple[str, ...]) -> Iterator[list[dict]]:
+    """Price rows for slots starting in [start, end), one batch per API window (within the span limit)."""
     for tariff_name in tariff_names:
         for window_start, window_end in split_span(start, end):
             response = _call(report, client.prices, rfc3339_utc(window_start), rfc3339_utc(window_end), tariff_name)
@@ -52,13 +52,13 @@ def fetch_prices(client: CkwClient, log: IngestLog, report: FetchReport, start: 
             for reject in rejects:
                 log.reject(reject)
             # The API includes the slot that starts at end_timestamp: it belongs to the next window.
-            for row in rows:
-                if window_start <= row["slot_start"] < window_end:
-                    report.rows += 1
-                    yield row
+            batch = [row for row in rows if window_start <= row["slot_start"] < window_end]
+            report.rows += len(batch)
+            yield batch
 
 
-def fetch_tra_signals(client: CkwClient, log: IngestLog, report: FetchReport, days: list[date]) -> Iterator[dict]:
+def fetch_tra_signals(client: CkwClient, log: IngestLog, report: FetchReport,
+                      days: list[date]) -> Iterator[list[dict]]:
     for day in days:
         response = _call(report, client.tra_signals, day.isoformat())
         if response is None:
@@ -67,10 +67,10 @@ def fetch_tra_signals(client: CkwClient, log: IngestLog, report: FetchReport, da
         for reject in rejects:
             log.reject(reject)
         report.rows += len(rows)
-        yield from rows
+        yield rows
 
 
-def fetch_plant_status(client: CkwClient, log: IngestLog, report: FetchReport) -> Iterator[dict]:
+def fetch_plant_status(client: CkwClient, log: IngestLog, report: FetchReport) -> Iterator[list[dict]]:
     response = _call(report, client.plant_live)
     if response is None:
         return
@@ -78,4 +78,4 @@ def fetch_plant_status(client: CkwClient, log: IngestLog, report: FetchReport) -
     for reject in rejects:
         log.reject(reject)
     report.rows += len(rows)
-    yield from rows
+    yield rows

@@ -1,17 +1,21 @@
 """dlt source of the CKW public API: typed resources merged on their natural keys.
 
-One resource per ingested table (ckw.md §7). A source is built fresh for every run (a
-module-level source run twice in one process fails inside dlt), bound to the run's client,
-ingest log and report. ``ckw_ingest_log_source`` loads the spooled attempts and rejects.
+One resource per ingested table (ckw.md §7). Batches are handed to dlt as Arrow tables with
+an explicit schema: that fixes the column types (timestamptz in UTC, decimal(10,6)) and
+loads an order of magnitude faster than row dicts. A source is built fresh for every run
+(a module-level source run twice in one process fails inside dlt), bound to the run's
+client, ingest log and report. ``ckw_ingest_log_source`` loads the spooled attempts and
+rejects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import dlt
+import pyarrow as pa
 
 from grid_platform.ckw.client import CkwClient
 from grid_platform.ckw.fetch import FetchReport, fetch_plant_status, fetch_prices, fetch_tra_signals
@@ -19,27 +23,57 @@ from grid_platform.ckw.ingest_log import IngestLog, SpoolSnapshot
 from grid_platform.ckw.normalise import TARIFF_NAMES
 
 DATASET = "raw"
+UTC = pa.timestamp("us", tz="UTC")
 
 
-def _col(data_type: str, nullable: bool = True, **hints) -> dict:
-    # A new dict per column: dlt writes the column name into the hint it is given.
-    return {"data_type": data_type, "nullable": nullable, **hints}
+def _schema(*fields: tuple[str, pa.DataType, bool]) -> pa.Schema:
+    return pa.schema([pa.field(name, dtype, nullable=nullable) for name, dtype, nullable in fields])
 
 
-def _ts(nullable: bool = True) -> dict:
-    return _col("timestamp", nullable, timezone=True)
+PRICES = _schema(
+    ("slot_start", UTC, False), ("slot_end", UTC, False), ("tariff_name", pa.string(), False),
+    ("tariff_type", pa.string(), False), ("unit", pa.string(), True), ("value", pa.decimal128(10, 6), True),
+    ("publication_ts", UTC, True), ("ingested_at", UTC, True),
+)
+TRA_SIGNALS = _schema(
+    ("signal_name", pa.string(), False), ("description", pa.string(), True), ("signal_date", pa.date32(), False),
+    ("start_ts", UTC, False), ("end_ts", UTC, True), ("ingested_at", UTC, True),
+)
+PLANT_STATUS = _schema(
+    ("plant_id", pa.string(), False), ("reading_ts", UTC, False), ("operational_status", pa.string(), True),
+    ("voltage_kv", pa.float64(), True), ("active_power_mw", pa.float64(), True),
+    ("reactive_power_mvar", pa.float64(), True), ("wind_speed_kmh", pa.float64(), True),
+    ("raw_payload", pa.string(), True), ("ingested_at", UTC, True),
+)
+HEALTH_LOG = _schema(
+    ("run_id", pa.string(), False), ("endpoint", pa.string(), False), ("call_seq", pa.int64(), False),
+    ("attempt", pa.int64(), False), ("request", pa.string(), True), ("checked_at", UTC, False),
+    ("status_code", pa.int64(), True), ("response_time_ms", pa.int64(), True), ("success", pa.bool_(), True),
+    ("error_message", pa.string(), True), ("outcome", pa.string(), True), ("ratelimit_limit", pa.int64(), True),
+    ("ratelimit_remaining", pa.int64(), True), ("ratelimit_reset", pa.int64(), True),
+)
+REJECTS = _schema(
+    ("run_id", pa.string(), False), ("endpoint", pa.string(), False), ("record_hash", pa.string(), False),
+    ("rejected_at", UTC, True), ("reason", pa.string(), True), ("record", pa.string(), True),
+)
 
 
-def _text(nullable: bool = True) -> dict:
-    return _col("text", nullable)
+def _tables(batches: Iterable[list[dict]], schema: pa.Schema) -> Iterator[pa.Table]:
+    for batch in batches:
+        if batch:
+            yield pa.Table.from_pylist(batch, schema=schema)
 
 
-def _bigint(nullable: bool = True) -> dict:
-    return _col("bigint", nullable)
+def _parse_times(rows: list[dict], *columns: str) -> list[dict]:
+    """Spooled rows carry ISO strings; Arrow wants datetimes."""
+    for row in rows:
+        for column in columns:
+            if isinstance(row.get(column), str):
+                row[column] = datetime.fromisoformat(row[column])
+    return rows
 
 
-def _double() -> dict:
-    return _col("double")
+UPSERT = {"disposition": "merge", "strategy": "upsert"}
 
 
 @dataclass
@@ -56,17 +90,8 @@ class CkwRun:
 
 @dlt.source(name="ckw", max_table_nesting=0)
 def ckw_source(run: CkwRun):
-    @dlt.resource(
-        name="ckw_prices",
-        primary_key=("slot_start", "tariff_type", "tariff_name"),
-        write_disposition={"disposition": "merge", "strategy": "upsert"},
-        columns={
-            "slot_start": _ts(False), "slot_end": _ts(False),
-            "tariff_name": _text(False), "tariff_type": _text(False),
-            "unit": _text(), "value": {"data_type": "decimal", "precision": 10, "scale": 6},
-            "publication_ts": _ts(), "ingested_at": _ts(),
-        },
-    )
+    @dlt.resource(name="ckw_prices", primary_key=("slot_start", "tariff_type", "tariff_name"),
+                  write_disposition=UPSERT)
     def ckw_prices(
         slot_start=dlt.sources.incremental(
             "slot_start",
@@ -74,78 +99,42 @@ def ckw_source(run: CkwRun):
             end_value=run.price_range[1] if run.price_range else None,
             range_end="open",
         ),
-    ) -> Iterator[dict]:
+    ) -> Iterator[pa.Table]:
         """Dynamic quarter-hour prices of every tariff type and customer variant, upserted on
         (slot_start, tariff_type, tariff_name) so overlapping and repeated runs add no rows."""
         # A bounded incremental on the interval start: the run's partition window.
-        yield from fetch_prices(run.client, run.log, run.report, slot_start.start_value, slot_start.end_value,
-                                run.tariff_names)
+        batches = fetch_prices(run.client, run.log, run.report, slot_start.start_value, slot_start.end_value,
+                               run.tariff_names)
+        yield from _tables(batches, PRICES)
 
-    @dlt.resource(
-        name="ckw_tra_signals",
-        primary_key=("signal_name", "signal_date", "start_ts"),
-        write_disposition={"disposition": "merge", "strategy": "upsert"},
-        columns={
-            "signal_name": _text(False), "description": _text(),
-            "signal_date": {"data_type": "date", "nullable": False},
-            "start_ts": _ts(False), "end_ts": _ts(), "ingested_at": _ts(),
-        },
-    )
-    def ckw_tra_signals() -> Iterator[dict]:
+    @dlt.resource(name="ckw_tra_signals", primary_key=("signal_name", "signal_date", "start_ts"),
+                  write_disposition=UPSERT)
+    def ckw_tra_signals() -> Iterator[pa.Table]:
         """Ripple-control (TRA) signals by explicit date; a corrected End or Description
         replaces the stored one."""
-        yield from fetch_tra_signals(run.client, run.log, run.report, run.tra_days)
+        yield from _tables(fetch_tra_signals(run.client, run.log, run.report, run.tra_days), TRA_SIGNALS)
 
-    @dlt.resource(
-        name="ckw_plant_status",
-        primary_key=("plant_id", "reading_ts"),
-        # A re-poll of the same reading is a no-op for data (the seed appended duplicates).
-        write_disposition={"disposition": "merge", "strategy": "insert-only"},
-        columns={
-            "plant_id": _text(False), "reading_ts": _ts(False),
-            "operational_status": _text(), "voltage_kv": _double(), "active_power_mw": _double(),
-            "reactive_power_mvar": _double(), "wind_speed_kmh": _double(), "raw_payload": _text(),
-            "ingested_at": _ts(),
-        },
-    )
-    def ckw_plant_status() -> Iterator[dict]:
+    # A re-poll of the same reading is a no-op for data (the seed appended duplicates).
+    @dlt.resource(name="ckw_plant_status", primary_key=("plant_id", "reading_ts"),
+                  write_disposition={"disposition": "merge", "strategy": "insert-only"})
+    def ckw_plant_status() -> Iterator[pa.Table]:
         """Live readings of the Lutersarni wind turbine, one row per reading timestamp."""
-        yield from fetch_plant_status(run.client, run.log, run.report)
+        yield from _tables(fetch_plant_status(run.client, run.log, run.report), PLANT_STATUS)
 
     return ckw_prices, ckw_tra_signals, ckw_plant_status
 
 
 @dlt.source(name="ckw_ingest_log", max_table_nesting=0)
 def ckw_ingest_log_source(snapshot: SpoolSnapshot | None):
-    @dlt.resource(
-        name="ckw_api_health_log",
-        primary_key=("run_id", "endpoint", "call_seq", "attempt"),
-        write_disposition={"disposition": "merge", "strategy": "upsert"},
-        columns={
-            "run_id": _text(False), "endpoint": _text(False),
-            "call_seq": _bigint(False), "attempt": _bigint(False),
-            "request": _text(), "checked_at": _ts(False), "status_code": _bigint(),
-            "response_time_ms": _bigint(), "success": {"data_type": "bool"}, "error_message": _text(),
-            "outcome": _text(), "ratelimit_limit": _bigint(), "ratelimit_remaining": _bigint(),
-            "ratelimit_reset": _bigint(),
-        },
-    )
-    def ckw_api_health_log() -> Iterator[dict]:
+    @dlt.resource(name="ckw_api_health_log", primary_key=("run_id", "endpoint", "call_seq", "attempt"),
+                  write_disposition=UPSERT)
+    def ckw_api_health_log() -> Iterator[pa.Table]:
         """Every HTTP attempt against the CKW API, retries and failures included."""
-        yield from snapshot.attempts
+        yield from _tables([_parse_times(snapshot.attempts, "checked_at")], HEALTH_LOG)
 
-    @dlt.resource(
-        name="ckw_rejects",
-        primary_key=("run_id", "endpoint", "record_hash"),
-        write_disposition={"disposition": "merge", "strategy": "upsert"},
-        columns={
-            "run_id": _text(False), "endpoint": _text(False),
-            "record_hash": _text(False), "rejected_at": _ts(), "reason": _text(),
-            "record": _text(),
-        },
-    )
-    def ckw_rejects() -> Iterator[dict]:
+    @dlt.resource(name="ckw_rejects", primary_key=("run_id", "endpoint", "record_hash"), write_disposition=UPSERT)
+    def ckw_rejects() -> Iterator[pa.Table]:
         """Records the API sent that broke the contract, with the reason; never loaded as data."""
-        yield from snapshot.rejects
+        yield from _tables([_parse_times(snapshot.rejects, "rejected_at")], REJECTS)
 
     return ckw_api_health_log, ckw_rejects
