@@ -399,7 +399,7 @@ def test_every_node_passes_without_warnings(build: Build) -> None:
     statuses = {r["unique_id"]: r["status"] for r in build.run_results["results"]}
     kinds = {uid.split(".")[0] for uid in statuses}
     assert {"model", "test", "unit_test"} <= kinds
-    assert sum(uid.startswith("model.") for uid in statuses) == 15
+    assert sum(uid.startswith("model.") for uid in statuses) == 16
     assert sum(uid.startswith("unit_test.") for uid in statuses) == 5
     # The reject's run has health rows, so even the warn-severity relationship passes.
     assert {s for s in statuses.values()} == {"success", "pass"}, statuses
@@ -471,6 +471,10 @@ def test_health_score_windowed_and_excluding_deferred(build: Build) -> None:
         build, "select sum(successful_attempts), sum(attempts) from ckw_api_health_score_hourly"
     )
     assert gauge == (11, 14)
+    # Both hours are red, so both are alert rows, newest first.
+    alerts = _query(build, "select alert_hour_start, alert_type, message from ckw_api_health_alerts")
+    assert [a[0] for a in alerts] == [datetime(2026, 10, 26, 8, tzinfo=UTC), datetime(2026, 10, 26, 7, tzinfo=UTC)]
+    assert alerts[1][1] == "api_health_score_below_threshold" and "2 of 8 attempts failed" in alerts[1][2]
 
 
 def test_health_by_endpoint_and_latency(build: Build) -> None:
