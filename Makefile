@@ -21,8 +21,11 @@ install: $(VENV)/.installed
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.8
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
-	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	# uv targets the environment named by VIRTUAL_ENV (an explicit --python may resolve
+	# through pyenv symlinks to another venv sharing the same interpreter).
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip sync -q requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install -q --no-deps -e .
+	test "$$(head -c 200 $(BIN)/dagster | head -1)" = "#!$(BIN)/python"
 	touch $@
 
 # @dbt_assets needs dbt's manifest at import time.
@@ -40,7 +43,7 @@ bench: install
 
 # Re-resolve the lock file after changing pyproject.toml.
 lock:
-	$(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 lint: install
 	$(BIN)/ruff check grid_platform tests benchmarks
