@@ -75,8 +75,10 @@ def _wait_for(url: str, timeout_s: float) -> None:
         time.sleep(1)
 
 
-def bootstrap_requests(today: date, now_local: datetime) -> list[tuple[str, dict[str, str]]]:
-    """(job, tags) of the first materialisation: a week of CKW data, the live feeds, then the marts."""
+def bootstrap_phases(today: date, now_local: datetime) -> list[list[tuple[str, dict[str, str]]]]:
+    """The first materialisation as phases of (job, tags) that run in parallel within a phase:
+    a week of CKW data and the live feed, then the call log, then the BI marts over all of it.
+    Networks are built by the registry sensor as soon as Dagster runs."""
     last_price_day = today + timedelta(days=1) if (now_local.hour, now_local.minute) >= (11, 30) else today
     yesterday = today - timedelta(days=1)
 
@@ -85,11 +87,11 @@ def bootstrap_requests(today: date, now_local: datetime) -> list[tuple[str, dict
                 "dagster/asset_partition_range_end": last.isoformat()}
 
     return [
-        ("ckw_prices_job", day_range(today - timedelta(days=7), last_price_day)),
-        ("ckw_tra_signals_job", day_range(yesterday - timedelta(days=7), yesterday)),
-        ("ckw_plant_job", {}),
-        ("ckw_connectivity_job", {}),
-        ("bi_marts_job", {}),
+        [("ckw_prices_job", day_range(today - timedelta(days=7), last_price_day)),
+         ("ckw_tra_signals_job", day_range(yesterday - timedelta(days=7), yesterday)),
+         ("ckw_plant_job", {})],
+        [("ckw_connectivity_job", {})],
+        [("bi_marts_job", {})],
     ]
 
 
@@ -100,13 +102,20 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     client = DagsterGraphQLClient(args.host, port_number=args.port)
     settings = load_settings()
     now_local = datetime.now(ZoneInfo(settings.local_timezone))
-    for job, tags in bootstrap_requests(now_local.date(), now_local):
-        run_id = client.submit_job_execution(job, repository_location_name="grid_platform", tags=tags)
-        print(f"bootstrap: submitted {job} {tags or ''} -> run {run_id}", flush=True)
-        # The marts read every raw table: wait for each load before the next step.
-        while (status := client.get_run_status(run_id).value) not in ("SUCCESS", "FAILURE", "CANCELED"):
+    started = time.monotonic()
+    for phase in bootstrap_phases(now_local.date(), now_local):
+        runs = {}
+        for job, tags in phase:
+            runs[client.submit_job_execution(job, repository_location_name="grid_platform", tags=tags)] = job
+            print(f"bootstrap: submitted {job} {tags or ''}", flush=True)
+        # Each phase reads what the previous one loaded.
+        while runs:
             time.sleep(2)
-        print(f"bootstrap: {job} {status}", flush=True)
+            for run_id, job in list(runs.items()):
+                status = client.get_run_status(run_id).value
+                if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                    print(f"bootstrap: {job} {status} ({time.monotonic() - started:.0f} s)", flush=True)
+                    del runs[run_id]
     print(f"\n  Dagster UI   http://{args.host}:{args.port}\n  CKW stand-in http://127.0.0.1:{STANDIN_PORTS['ckw']}/api\n",
           flush=True)
     return 0

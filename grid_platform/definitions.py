@@ -12,9 +12,11 @@ from dagster_dlt import DagsterDltResource
 
 from grid_platform.assets.ckw import ckw_assets, ckw_checks
 from grid_platform.assets.dbt import dbt_project, grid_dbt_models
+from grid_platform.assets.topology import grid_topology
 from grid_platform.resources.ckw import CkwApiResource
 from grid_platform.resources.warehouse import WarehouseResource
 from grid_platform.sensors.ckw import ckw_jobs, ckw_schedules
+from grid_platform.sensors.topology import grid_network_registry, topology_job
 from grid_platform.settings import load_settings
 
 settings = load_settings()
@@ -39,11 +41,14 @@ bi_marts_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[*ckw_assets, grid_dbt_models],
+    # Steps of these runs are light and share one DuckDB writer: running them in the run's own
+    # process saves a Python start-up per step; heavy partitions parallelise across runs instead.
+    executor=dg.in_process_executor,
+    assets=[*ckw_assets, grid_dbt_models, grid_topology],
     asset_checks=ckw_checks,
-    jobs=[*ckw_jobs, bi_marts_job],
+    jobs=[*ckw_jobs, bi_marts_job, topology_job],
     schedules=ckw_schedules,
-    sensors=[automation],
+    sensors=[automation, grid_network_registry],
     resources={
         "warehouse": WarehouseResource(path=str(settings.warehouse_path),
                                        pipelines_dir=str(settings.dlt_pipelines_dir)),

@@ -59,9 +59,14 @@ REJECTS = _schema(
 
 
 def _tables(batches: Iterable[list[dict]], schema: pa.Schema) -> Iterator[pa.Table]:
+    empty = True
     for batch in batches:
         if batch:
+            empty = False
             yield pa.Table.from_pylist(batch, schema=schema)
+    if empty:
+        # An empty table still creates the warehouse table, so the dbt staging views always build.
+        yield schema.empty_table()
 
 
 def _parse_times(rows: list[dict], *columns: str) -> list[dict]:

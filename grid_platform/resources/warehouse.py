@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Iterator
 
 import dagster as dg
 import dlt
 import duckdb
+import pandas as pd
 
 from grid_platform.ckw.source import DATASET
 
@@ -44,3 +45,18 @@ class WarehouseResource(dg.ConfigurableResource):
             [schema, table],
         )
         return rows[0][0] > 0
+
+    def replace_rows(self, schema: str, table: str, frame: pd.DataFrame, where: dict[str, Any]) -> int:
+        """Replace the rows matching ``where`` by ``frame`` in one transaction (readers never see
+        the slice half-replaced; a failure keeps the old rows). Names are code constants."""
+        with self.connect() as con:
+            con.execute(f"create schema if not exists {schema}")
+            con.register("incoming", frame)
+            con.execute("begin transaction")
+            con.execute(f"create table if not exists {schema}.{table} as select * from incoming limit 0")
+            condition = " and ".join(f"{column} = ?" for column in where)
+            con.execute(f"delete from {schema}.{table} where {condition}", list(where.values()))
+            con.execute(f"insert into {schema}.{table} by name select * from incoming")
+            con.execute("commit")
+            con.unregister("incoming")
+        return len(frame)

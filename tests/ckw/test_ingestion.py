@@ -99,6 +99,7 @@ def test_tra_plant_and_ingest_log_with_checks(resources):
     result = materialize([ckw_ingest_log_assets], resources)
     assert result.success
     assert count(resources, "select count(*) from raw.ckw_api_health_log") == 3 + 2 + 1
+    assert count(resources, "select count(*) from raw.ckw_rejects") == 0  # created even when empty
     # Loading the (now empty) spool again changes nothing.
     assert materialize([ckw_ingest_log_assets], resources).success
     assert count(resources, "select count(*) from raw.ckw_api_health_log") == 6
