@@ -22,7 +22,10 @@ def _standin_apps() -> dict:
             module = importlib.import_module(f"grid_platform.standins.{name}")
         except ModuleNotFoundError:
             continue
-        apps[name] = module.create_app()
+        try:
+            apps[name] = module.create_app()
+        except Exception as exc:  # one stand-in missing its data must not take the others down
+            print(f"stand-in {name} not started: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
     return apps
 
 

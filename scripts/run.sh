@@ -10,10 +10,12 @@ pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# Reference data from the package registry, fetched at set-up and never committed: the DWD
+# test reference years (weather stand-in, climatology) and the licensed CGMES test
+# configurations (the registry builds that network once they are here).
+python scripts/fetch_demandlib.py >logs/fetch_demandlib.log 2>&1 || echo "DWD reference years not reachable (logs/fetch_demandlib.log)"
+python scripts/fetch_cgmes.py >logs/fetch_cgmes.log 2>&1 || echo "CGMES test data not reachable (logs/fetch_cgmes.log)"
 grid-platform standins >logs/standins.log 2>&1 & pids+=($!)
-# Licensed CGMES test configurations: fetched at set-up, never committed; the network
-# registry builds that network once they are here.
-python scripts/fetch_cgmes.py >logs/fetch_cgmes.log 2>&1 || echo "CGMES test data not reachable (see logs/fetch_cgmes.log)" &
 if python -c "import grid_platform.api.app" 2>/dev/null; then
   grid-platform api >logs/api.log 2>&1 & pids+=($!)
   echo "read API: http://127.0.0.1:8015/api/docs (logs/api.log)"
