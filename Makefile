@@ -14,7 +14,7 @@ export GRID_WAREHOUSE := $(GRID_DATA_DIR)/warehouse.duckdb
 # dbt and dagster of the project environment, without activating it.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install manifest run test bench lock lint clean
+.PHONY: install manifest data run test bench lock lint clean
 
 install: $(VENV)/.installed
 
@@ -32,10 +32,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 manifest: install
 	cd dbt_project && dbt parse --quiet --profiles-dir .
 
+# Reference data downloaded from the package registry at set-up, never committed: the DWD test
+# reference years (demandlib wheel) and the licensed ENTSO-E CGMES test configurations.
+data: install
+	-$(BIN)/python scripts/fetch_demandlib.py
+	-$(BIN)/python scripts/fetch_cgmes.py
+
 run: manifest
 	scripts/run.sh
 
-test: manifest
+test: manifest data
 	$(BIN)/pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: install

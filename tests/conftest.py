@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 _session_dir = Path(tempfile.mkdtemp(prefix="grid-test-"))
+# Reference data fetched at set-up (`make data`) lives in the project's data dir; tests share
+# it read-only instead of downloading it again into their throw-away data dir.
+PROJECT_DOWNLOADS = Path(os.environ.get("GRID_DATA_DIR") or Path(__file__).resolve().parents[1] / "data") / "downloads"
 os.environ["GRID_DATA_DIR"] = str(_session_dir / "data")
+(_session_dir / "data").mkdir(parents=True)
+if PROJECT_DOWNLOADS.exists():
+    (_session_dir / "data" / "downloads").symlink_to(PROJECT_DOWNLOADS, target_is_directory=True)
 os.environ["DAGSTER_HOME"] = str(_session_dir / "dagster_home")
 os.environ["GRID_WAREHOUSE"] = str(_session_dir / "data" / "warehouse.duckdb")
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -26,3 +32,9 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def ckw_examples(shared_dir: Path) -> Path:
     return shared_dir / "data" / "ckw" / "e-ckw-public-data-1.0.23-raml" / "examples"
+
+
+@pytest.fixture(scope="session")
+def project_downloads() -> Path:
+    """Where `make data` put the reference downloads (may not exist on a machine without them)."""
+    return PROJECT_DOWNLOADS

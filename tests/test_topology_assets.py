@@ -16,8 +16,11 @@ from grid_platform.settings import load_settings
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, project_downloads):
     monkeypatch.setenv("GRID_DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "data").mkdir()
+    if project_downloads.exists():
+        (tmp_path / "data" / "downloads").symlink_to(project_downloads, target_is_directory=True)
     settings = load_settings()
     instance = dg.DagsterInstance.ephemeral()
     warehouse = WarehouseResource(path=str(tmp_path / "w.duckdb"), pipelines_dir=str(tmp_path / "dlt"))
