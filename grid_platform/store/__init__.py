@@ -1,0 +1,1 @@
+"""State database: SQLAlchemy models, repositories and Alembic migrations."""
