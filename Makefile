@@ -19,7 +19,9 @@ export PATH := $(BIN):$(PATH)
 install: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.lock pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# --copies: a venv whose python is a symlink into pyenv can be mistaken by uv for another
+	# venv on the same interpreter (wrong shebangs); a copied interpreter has its own path.
+	test -x $(BIN)/python || $(PYTHON) -m venv --copies $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.8
 	# uv targets the environment named by VIRTUAL_ENV (an explicit --python may resolve
 	# through pyenv symlinks to another venv sharing the same interpreter).
