@@ -18,9 +18,8 @@ os.environ["DAGSTER_HOME"] = str(_session_dir / "dagster_home")
 os.environ["GRID_WAREHOUSE"] = str(_session_dir / "data" / "warehouse.duckdb")
 Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.exists():  # CI clones next to a copy of shared/
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# The shared specs and reference data sit beside the checkout (CI lays a copy there too).
+SHARED = Path(os.environ.get("GRID_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 
 
 @pytest.fixture(scope="session")

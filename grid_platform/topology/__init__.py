@@ -24,7 +24,6 @@ from .build import (
     shapes_wgs84,
     substation_segment_id,
 )
-from .catalog import DEMO_NETWORKS, load_demo_network
 from .checks import (
     CheckResult,
     check_components,
@@ -58,8 +57,6 @@ from .scale import copies_for, tiled_network
 from .tiles import GRID_TILES_COLUMNS, TILE_ID_RE, TILE_INDEX_COLUMNS, assign_tiles, tile_grid, tile_tables
 
 __all__ = [
-    "DEMO_NETWORKS",
-    "load_demo_network",
     "DATASET",
     "DEFAULT_SIMBENCH_CODE",
     "FRAGMENT_COLUMNS",

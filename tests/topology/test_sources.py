@@ -59,12 +59,3 @@ def test_line_without_route_falls_back_to_straight():
     assert n.lines["geometry_source"].value_counts().to_dict() == {"route": 178, "straight": 3}
 
 
-def test_demo_catalog_ids(mv_net, lv_net, simbench_net):
-    from grid_platform.topology import DEMO_NETWORKS, TopologyError, load_demo_network
-
-    assert {mv_net.network_id, lv_net.network_id, simbench_net.network_id} <= set(DEMO_NETWORKS)
-    with pytest.raises(TopologyError, match="unknown demo network"):
-        load_demo_network("nope")
-    # The test run's own data dir holds no CGMES download: a clear pointer to the fetch script.
-    with pytest.raises(TopologyError, match="run scripts/fetch_cgmes.py"):
-        load_demo_network("cgmes_smallgrid")
