@@ -12,10 +12,12 @@ from dagster_dlt import DagsterDltResource
 
 from grid_platform.assets.ckw import ckw_assets, ckw_checks
 from grid_platform.assets.dbt import dbt_project, grid_dbt_models
+from grid_platform.assets.risk import risk_assets, risk_checks
 from grid_platform.assets.topology import grid_topology
 from grid_platform.resources.ckw import CkwApiResource
 from grid_platform.resources.warehouse import WarehouseResource
 from grid_platform.sensors.ckw import ckw_jobs, ckw_schedules
+from grid_platform.sensors.risk import risk_jobs, risk_schedules, risk_sensors
 from grid_platform.sensors.topology import grid_network_registry, topology_job
 from grid_platform.settings import load_settings
 
@@ -44,11 +46,11 @@ defs = dg.Definitions(
     # Steps of these runs are light and share one DuckDB writer: running them in the run's own
     # process saves a Python start-up per step; heavy partitions parallelise across runs instead.
     executor=dg.in_process_executor,
-    assets=[*ckw_assets, grid_dbt_models, grid_topology],
-    asset_checks=ckw_checks,
-    jobs=[*ckw_jobs, bi_marts_job, topology_job],
-    schedules=ckw_schedules,
-    sensors=[automation, grid_network_registry],
+    assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets],
+    asset_checks=[*ckw_checks, *risk_checks],
+    jobs=[*ckw_jobs, bi_marts_job, topology_job, *risk_jobs],
+    schedules=[*ckw_schedules, *risk_schedules],
+    sensors=[automation, grid_network_registry, *risk_sensors],
     resources={
         "warehouse": WarehouseResource(path=str(settings.warehouse_path),
                                        pipelines_dir=str(settings.dlt_pipelines_dir)),

@@ -59,8 +59,8 @@ def upgrade() -> None:
         schema=schema,
     )
     op.create_index("ix_flexibility_commitments_user_id", COMMITMENTS, ["user_id"], schema=schema)
-    op.create_index("ix_flexibility_commitments_status_period_start", COMMITMENTS, ["status", "period_start"],
-                    schema=schema)
+    op.create_index("ix_flexibility_commitments_live_period_end", COMMITMENTS, ["period_end"], schema=schema,
+                    sqlite_where=LIVE, postgresql_where=LIVE)
     op.create_index("ix_flexibility_commitments_committed_at", COMMITMENTS, ["committed_at"], schema=schema)
     op.create_index("uq_flexibility_commitments_live_suggestion", COMMITMENTS, ["user_id", "suggestion_id"],
                     unique=True, schema=schema, sqlite_where=LIVE, postgresql_where=LIVE)
@@ -88,7 +88,7 @@ def downgrade() -> None:
     op.drop_index("ix_flexibility_settlements_batch_id", table_name=LEDGER, schema=schema)
     op.drop_table(LEDGER, schema=schema)
     for index in ("uq_flexibility_commitments_live_suggestion", "ix_flexibility_commitments_committed_at",
-                  "ix_flexibility_commitments_status_period_start", "ix_flexibility_commitments_user_id"):
+                  "ix_flexibility_commitments_live_period_end", "ix_flexibility_commitments_user_id"):
         op.drop_index(index, table_name=COMMITMENTS, schema=schema)
     op.drop_table(COMMITMENTS, schema=schema)
     if schema:

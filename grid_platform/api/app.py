@@ -179,6 +179,10 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     app.include_router(accounts_router(policy, session_factory(engine),
                                        allow_local_webhooks=config.allow_local_webhooks))
     add_fetcher_routes(app, reader, policy, ResponseCache(config.response_cache_bytes), config.jwt_header_name)
+    # Suggestions, commitments, points and leaderboard (flexibility.md) in the same application.
+    from grid_platform.api.flexibility_routes import build_flexibility_router
+
+    app.include_router(build_flexibility_router(settings, config, engine))
     app.add_middleware(AuthGate, verifier=TokenVerifier(config), header_name=config.jwt_header_name)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     return app

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
-from typing import Annotated, Any, Callable, Literal, Protocol
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal, Protocol
 
 import pandas as pd
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request, Response
@@ -66,7 +67,7 @@ class FlexibilityDeps:
     scoring: ScoringSource
     notifier: Notifier | None = None
     config: FlexibilityConfig = field(default_factory=FlexibilityConfig)
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
 class SuggestionOut(BaseModel):
@@ -165,10 +166,10 @@ def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str) or not value.strip():
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed.astimezone(timezone.utc)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
@@ -374,8 +375,6 @@ def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
 def build_flexibility_router(settings: Settings, api_config: ApiConfig, engine: Engine,
                              registry: Directory | None = None) -> APIRouter:
     """The router wired to the platform: publications, the demo registry, nudging, MQTT."""
-    import os
-
     config = load_flexibility_config(settings=settings)
     sessions = store.flexibility_sessions(engine)
     policy = FlexibilityPolicy(api_config.policy_dir, cache_ttl_s=api_config.decision_cache_ttl_s)
@@ -383,7 +382,7 @@ def build_flexibility_router(settings: Settings, api_config: ApiConfig, engine: 
         raise RuntimeError(f"refusing to serve flexibility without its policy: {policy.load_error}")
     directory = registry or ParticipantRegistry.demo({config.community_id: config.registry_size}, config.registry_seed)
     notifier = Notifier(sessions, Channels(nudging=NudgingClient.from_env()), mqtt_url=settings.mqtt_url,
-                        topic_prefix=config.mqtt_topic_prefix, notify_committed=bool(os.environ.get("NUDGING_API_URL")))
+                        topic_prefix=config.mqtt_topic_prefix, notify_committed=config.notify_committed)
     root = settings.published_dir
     return flexibility_router(FlexibilityDeps(
         sessions=sessions, policy=policy, directory=directory,

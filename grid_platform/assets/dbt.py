@@ -20,7 +20,9 @@ class GridDbtTranslator(DagsterDbtTranslator):
         return ["team:grid-data"]
 
     def get_automation_condition(self, dbt_resource_props: Mapping[str, Any]) -> dg.AutomationCondition | None:
-        return dg.AutomationCondition.eager()
+        # Plain eager() waits while any upstream partition is missing, which never ends below
+        # daily-partitioned sources; the marts rebuild whenever an upstream updates.
+        return dg.AutomationCondition.eager().without(~dg.AutomationCondition.any_deps_missing())
 
 
 @dbt_assets(

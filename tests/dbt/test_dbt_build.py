@@ -359,6 +359,10 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
         [
             str(DBT),
             "build",
+            # The CKW marts over the CKW fixture; the risk marts are built by tests/test_risk_assets.py.
+            "--exclude",
+            "path:models/staging/risk",
+            "path:models/marts/risk",
             "--project-dir",
             str(DBT_PROJECT),
             "--profiles-dir",

@@ -1,0 +1,99 @@
+"""HTTP client of the meter-data service (``METER_API_URL``; local stand-in ``standins.meters``).
+
+Reads device consumption (15-min or hourly) and the community exchange for local dates,
+split into requests of at most 31 days. Transport errors, timeouts, 429, 5xx and
+unreadable or drifted bodies are retried with exponential back-off; the last failure
+raises ``MeterDataError`` (a settlement run then leaves its commitments ``committed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date, timedelta
+from typing import Any, Self
+
+import httpx
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MAX_SPAN_DAYS = 31
+READING_FIELDS = {"device": ("ts", "consumption_kwh"), "community": ("ts", "device_id", "consumption_kwh"),
+                  "exchange": ("ts", "consumption_kwh", "production_kwh", "net_exchange_kwh")}
+
+
+class MeterDataError(RuntimeError):
+    pass
+
+
+class MeterClient:
+    def __init__(self, base_url: str, *, timeout_s: float = 30.0, max_tries: int = 4, backoff_s: float = 0.5,
+                 http: httpx.Client | None = None):
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s, self.max_tries, self.backoff_s = timeout_s, max_tries, backoff_s
+        self._http = http or httpx.Client(timeout=timeout_s)
+        self._owns_http = http is None
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _get(self, path: str, params: dict[str, str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        url = self.base_url + path
+        detail = ""
+        for attempt in range(1, self.max_tries + 1):
+            try:
+                response = self._http.get(url, params=params)
+                if response.status_code == 200:
+                    readings = response.json()["readings"]
+                    if not isinstance(readings, list) or any(
+                            not isinstance(r, dict) or any(f not in r for f in fields) for r in readings):
+                        raise ValueError(f"readings without the fields {fields}")
+                    return readings
+                detail = f"HTTP {response.status_code}: {response.text[:200]}"
+                if response.status_code < 500 and response.status_code not in (408, 429):
+                    raise MeterDataError(f"GET {url} {params}: {detail}")
+            except (httpx.TransportError, ValueError, KeyError, TypeError) as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+            if attempt < self.max_tries:
+                log.info("GET %s try %d/%d failed (%s); retrying", url, attempt, self.max_tries, detail)
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+        raise MeterDataError(f"GET {url} {params} failed after {self.max_tries} tries: {detail}")
+
+    def _read(self, path: str, first: date, last: date, resolution: str, kind: str) -> pd.DataFrame:
+        fields = READING_FIELDS[kind]
+        rows: list[dict[str, Any]] = []
+        day = first
+        while day <= last:
+            chunk_end = min(last, day + timedelta(days=MAX_SPAN_DAYS - 1))
+            rows += self._get(path, {"date": day.isoformat(), "end_date": chunk_end.isoformat(),
+                                     "resolution": resolution}, fields)
+            day = chunk_end + timedelta(days=1)
+        frame = pd.DataFrame(rows, columns=list(fields))
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        for column in fields[1:]:
+            if column != "device_id":
+                frame[column] = pd.to_numeric(frame[column], errors="coerce")
+        return frame
+
+    def device_consumption(self, device_id: str, first: date, last: date, resolution: str = "15min") -> pd.DataFrame:
+        """``ts, device_id, consumption_kwh`` of one meter for local days ``first..last``."""
+        frame = self._read(f"/v1/meters/{device_id}/consumption", first, last, resolution, "device")
+        frame.insert(1, "device_id", device_id)
+        return frame
+
+    def community_consumption(self, community_id: str, first: date, last: date,
+                              resolution: str = "15min") -> pd.DataFrame:
+        """``ts, device_id, consumption_kwh`` of every metered member."""
+        return self._read(f"/v1/communities/{community_id}/consumption", first, last, resolution, "community")
+
+    def community_exchange(self, community_id: str, first: date, last: date, resolution: str = "1h") -> pd.DataFrame:
+        """``ts, consumption_kwh, production_kwh, net_exchange_kwh`` of the community."""
+        return self._read(f"/v1/communities/{community_id}/exchange", first, last, resolution, "exchange")
