@@ -85,6 +85,31 @@ def _report_metadata(report: FetchReport, log) -> dict:
     }
 
 
+def _ckw_dlt_assets(resource: str, name: str, partitions_def: dg.PartitionsDefinition | None = None):
+    """The dlt multi-asset of one CKW resource: its own dlt pipeline, the shared translator, and
+    single-run backfills for partitioned ranges."""
+    return dlt_assets(
+        dlt_source=_spec_source(resource),
+        dlt_pipeline=_settings_pipeline(resource),
+        name=name,
+        dagster_dlt_translator=CkwTranslator(),
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run() if partitions_def else None,
+        pool="duckdb",
+    )
+
+
+def _ingest(context: dg.AssetExecutionContext, dlt: DagsterDltResource, ckw: CkwApiResource,
+            warehouse: WarehouseResource, resource: str, **run_fields) -> tuple[list, CkwRun]:
+    """Calls the API for one resource and loads what came back; the run's report says what failed."""
+    client, log = ckw.open(context.run_id)
+    with client:
+        run = CkwRun(client=client, log=log, **run_fields)
+        events = list(dlt.run(context=context, dlt_source=ckw_source(run).with_resources(resource),
+                              dlt_pipeline=warehouse.dlt_pipeline(resource)))
+    return events, run
+
+
 def _fail_if_incomplete(report: FetchReport, what: str) -> None:
     if report.failures:
         raise dg.Failure(
@@ -94,25 +119,13 @@ def _fail_if_incomplete(report: FetchReport, what: str) -> None:
         )
 
 
-@dlt_assets(
-    dlt_source=_spec_source("ckw_prices"),
-    dlt_pipeline=_settings_pipeline("ckw_prices"),
-    name="ckw_price_ingest",
-    dagster_dlt_translator=CkwTranslator(),
-    partitions_def=price_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-)
+@_ckw_dlt_assets("ckw_prices", "ckw_price_ingest", price_days)
 def ckw_price_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, ckw: CkwApiResource,
                      warehouse: WarehouseResource):
     window = context.partition_time_window
     start, end = window.start.astimezone(timezone.utc), window.end.astimezone(timezone.utc)
-    client, log = ckw.open(context.run_id)
-    with client:
-        run = CkwRun(client=client, log=log, price_range=(start, end))
-        events = list(dlt.run(context=context, dlt_source=ckw_source(run).with_resources("ckw_prices"),
-                              dlt_pipeline=warehouse.dlt_pipeline("ckw_prices")))
-    metadata = {**_report_metadata(run.report, log), **_price_window_metadata(warehouse, start, end)}
+    events, run = _ingest(context, dlt, ckw, warehouse, "ckw_prices", price_range=(start, end))
+    metadata = {**_report_metadata(run.report, run.log), **_price_window_metadata(warehouse, start, end)}
     yield from _annotated(events, metadata)
     _fail_if_incomplete(run.report, f"prices {window.start.date()}..{window.end.date()}")
 
@@ -143,30 +156,18 @@ def _price_window_metadata(warehouse: WarehouseResource, start: datetime, end: d
     }
 
 
-@dlt_assets(
-    dlt_source=_spec_source("ckw_tra_signals"),
-    dlt_pipeline=_settings_pipeline("ckw_tra_signals"),
-    name="ckw_tra_ingest",
-    dagster_dlt_translator=CkwTranslator(),
-    partitions_def=tra_days,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    pool="duckdb",
-)
+@_ckw_dlt_assets("ckw_tra_signals", "ckw_tra_ingest", tra_days)
 def ckw_tra_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, ckw: CkwApiResource,
                    warehouse: WarehouseResource):
     window = context.partition_time_window
     days = [window.start.date() + timedelta(days=i) for i in range((window.end - window.start).days)]
-    client, log = ckw.open(context.run_id)
-    with client:
-        run = CkwRun(client=client, log=log, tra_days=days)
-        events = list(dlt.run(context=context, dlt_source=ckw_source(run).with_resources("ckw_tra_signals"),
-                              dlt_pipeline=warehouse.dlt_pipeline("ckw_tra_signals")))
+    events, run = _ingest(context, dlt, ckw, warehouse, "ckw_tra_signals", tra_days=days)
     per_day = warehouse.query(
         "select signal_date, count(*), min(start_ts), max(end_ts) from raw.ckw_tra_signals "
         "where signal_date between ? and ? group by 1 order by 1", [days[0], days[-1]])
     table = ["| date | signals | first start | last end |", "|---|---|---|---|"] + [
         f"| {d} | {n} | {_local_hhmm(s)} | {_local_hhmm(e)} |" for d, n, s, e in per_day[-31:]]
-    metadata = {**_report_metadata(run.report, log),
+    metadata = {**_report_metadata(run.report, run.log),
                 "dagster/row_count": dg.MetadataValue.int(sum(r[1] for r in per_day)),
                 "signals_per_day": dg.MetadataValue.md("\n".join(table))}
     yield from _annotated(events, metadata)
@@ -177,25 +178,15 @@ def _local_hhmm(ts: datetime | None) -> str:
     return ts.astimezone(ZoneInfo(TZ)).strftime("%H:%M") if ts else ""
 
 
-@dlt_assets(
-    dlt_source=_spec_source("ckw_plant_status"),
-    dlt_pipeline=_settings_pipeline("ckw_plant_status"),
-    name="ckw_plant_ingest",
-    dagster_dlt_translator=CkwTranslator(),
-    pool="duckdb",
-)
+@_ckw_dlt_assets("ckw_plant_status", "ckw_plant_ingest")
 def ckw_plant_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, ckw: CkwApiResource,
                      warehouse: WarehouseResource):
-    client, log = ckw.open(context.run_id)
-    with client:
-        run = CkwRun(client=client, log=log)
-        events = list(dlt.run(context=context, dlt_source=ckw_source(run).with_resources("ckw_plant_status"),
-                              dlt_pipeline=warehouse.dlt_pipeline("ckw_plant_status")))
+    events, run = _ingest(context, dlt, ckw, warehouse, "ckw_plant_status")
     latest = warehouse.query(
         "select reading_ts, operational_status, active_power_mw, voltage_kv, reactive_power_mvar, wind_speed_kmh "
         "from raw.ckw_plant_status order by reading_ts desc limit 1")
     total = warehouse.query("select count(*) from raw.ckw_plant_status")[0][0]
-    metadata = {**_report_metadata(run.report, log), "dagster/row_count": dg.MetadataValue.int(total)}
+    metadata = {**_report_metadata(run.report, run.log), "dagster/row_count": dg.MetadataValue.int(total)}
     if latest:
         ts, status, p, v, q, w = latest[0]
         metadata.update({
