@@ -379,7 +379,10 @@ def build_flexibility_router(settings: Settings, api_config: ApiConfig, engine: 
     sessions = store.flexibility_sessions(engine)
     policy = FlexibilityPolicy(api_config.policy_dir, cache_ttl_s=api_config.decision_cache_ttl_s)
     if not policy.loaded:
-        raise RuntimeError(f"refusing to serve flexibility without its policy: {policy.load_error}")
+        if not api_config.dev:
+            raise RuntimeError(f"refusing to serve flexibility without its policy: {policy.load_error}")
+        # Development only: the routes stay up and every decision denies (a policy error denies).
+        logging.getLogger(__name__).error("no flexibility policy (%s): flexibility routes deny", policy.load_error)
     directory = registry or ParticipantRegistry.demo({config.community_id: config.registry_size}, config.registry_seed)
     notifier = Notifier(sessions, Channels(nudging=NudgingClient.from_env()), mqtt_url=settings.mqtt_url,
                         topic_prefix=config.mqtt_topic_prefix, notify_committed=config.notify_committed)
