@@ -109,8 +109,10 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     for phase in bootstrap_phases(now_local.date(), now_local):
         runs = {}
         for job, tags in phase:
+            # Ahead of the automation runs that the first loads trigger, in the queue and in the pool.
+            tags = {**tags, "dagster/priority": "10"}
             runs[client.submit_job_execution(job, repository_location_name="grid_platform", tags=tags)] = job
-            print(f"bootstrap: submitted {job} {tags or ''}", flush=True)
+            print(f"bootstrap: submitted {job} {tags}", flush=True)
         # Each phase reads what the previous one loaded.
         while runs:
             time.sleep(2)
