@@ -94,7 +94,7 @@ def bootstrap_phases(today: date, now_local: datetime) -> list[list[tuple[str, d
          ("ckw_tra_signals_job", day_range(yesterday - timedelta(days=7), yesterday)),
          ("ckw_plant_job", {})],
         [("ckw_connectivity_job", {})],
-        [("bi_marts_job", {})],
+        [("ckw_marts_job", {})],
     ]
 
 

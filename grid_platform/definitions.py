@@ -37,9 +37,9 @@ automation = dg.AutomationConditionSensorDefinition(
     description="Materialises assets whose automation condition (e.g. eager after upstream updates) holds.",
 )
 
-bi_marts_job = dg.define_asset_job(
-    "bi_marts_job", selection=dg.AssetSelection.assets(grid_dbt_models),
-    description="dbt build of every BI mart (models and their tests).",
+ckw_marts_job = dg.define_asset_job(
+    "ckw_marts_job", selection=dg.AssetSelection.groups("ckw_bi"),
+    description="dbt build of the CKW connectivity marts (models and their tests).",
 )
 
 defs = dg.Definitions(
@@ -48,7 +48,7 @@ defs = dg.Definitions(
     executor=dg.in_process_executor,
     assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets],
     asset_checks=[*ckw_checks, *risk_checks],
-    jobs=[*ckw_jobs, bi_marts_job, topology_job, *risk_jobs],
+    jobs=[*ckw_jobs, ckw_marts_job, topology_job, *risk_jobs],
     schedules=[*ckw_schedules, *risk_schedules],
     sensors=[automation, grid_network_registry, *risk_sensors],
     resources={

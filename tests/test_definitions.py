@@ -21,7 +21,7 @@ def graph():
 def test_definitions_load_and_validate():
     dg.Definitions.validate_loadable(defs)
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
-        "ckw_prices_job", "ckw_tra_signals_job", "ckw_plant_job", "ckw_connectivity_job", "bi_marts_job"}
+        "ckw_prices_job", "ckw_tra_signals_job", "ckw_plant_job", "ckw_connectivity_job", "ckw_marts_job"}
 
 
 def test_every_asset_has_group_kinds_owner_and_description(graph):
