@@ -98,6 +98,88 @@ def bootstrap_phases(today: date, now_local: datetime) -> list[list[tuple[str, d
     ]
 
 
+REFERENCE_YEAR_DAYS = 365
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } }
+}"""
+
+
+def reference_year_partitions(today: date, network_ids: list[str]) -> list[str]:
+    """The risk partitions (``date|network``) of the year before ``today``: the reference weather
+    replayed through the risk model, so that last month's marts have data from the first run."""
+    days = [today - timedelta(days=n) for n in range(REFERENCE_YEAR_DAYS, 0, -1)]
+    return [f"{day.isoformat()}|{network_id}" for network_id in sorted(network_ids) for day in days]
+
+
+def _run_phase(client, phase: list[tuple[str, dict[str, str]]], started: float) -> None:
+    runs = {}
+    for job, tags in phase:
+        # Ahead of the automation runs that the first loads trigger, in the queue and in the pool.
+        tags = {**tags, "dagster/priority": "10"}
+        runs[client.submit_job_execution(job, repository_location_name="grid_platform", tags=tags)] = job
+        print(f"bootstrap: submitted {job} {tags}", flush=True)
+    while runs:
+        time.sleep(2)
+        for run_id, job in list(runs.items()):
+            status = client.get_run_status(run_id).value
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                print(f"bootstrap: {job} {status} ({time.monotonic() - started:.0f} s)", flush=True)
+                del runs[run_id]
+
+
+def _published_networks(settings, wanted: list[str], timeout_s: float) -> list[str]:
+    """The registry's networks whose topology is published, waiting for the registry sensor's runs."""
+    from grid_platform.publish import current
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        ready = [n for n in wanted if current(settings.published_dir, "topology", n) is not None]
+        if len(ready) == len(wanted) or time.monotonic() > deadline:
+            return ready
+        time.sleep(5)
+
+
+def _backfill_reference_year(client, settings, today: date, timeout_s: float, started: float) -> None:
+    """One asset backfill, as an operator would launch it from the UI: reference weather and the
+    risk tables over the past year for every published network (one run per network)."""
+    from grid_platform.networks import load_registry
+    from grid_platform.sensors.risk import RISK_TABLE_KEYS, WEATHER_REFERENCE
+
+    wanted = sorted(load_registry(settings))
+    ready = _published_networks(settings, wanted, timeout_s)
+    for missing in sorted(set(wanted) - set(ready)):
+        print(f"bootstrap: no topology for {missing} within {timeout_s:.0f} s; its reference year is left to the UI",
+              flush=True)
+    if not ready:
+        return
+    params = {
+        "assetSelection": [{"path": key.path} for key in [WEATHER_REFERENCE, *RISK_TABLE_KEYS]],
+        "partitionNames": reference_year_partitions(today, ready),
+        "title": f"Reference year {today - timedelta(days=REFERENCE_YEAR_DAYS)} .. {today - timedelta(days=1)}",
+        "tags": [{"key": "dagster/priority", "value": "5"}],
+    }
+    result = client._execute(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        print(f"bootstrap: reference-year backfill refused: {result}", flush=True)
+        return
+    backfill_id = result["backfillId"]
+    print(f"bootstrap: reference-year backfill {backfill_id} for {', '.join(ready)}", flush=True)
+    status = "REQUESTED"
+    while status in ("REQUESTED", "CANCELING", "FAILING"):
+        time.sleep(10)
+        status = client._execute(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"].get("status")
+    print(f"bootstrap: reference-year backfill {status} ({time.monotonic() - started:.0f} s)", flush=True)
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from dagster_graphql import DagsterGraphQLClient
 
@@ -106,23 +188,12 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     settings = load_settings()
     now_local = datetime.now(ZoneInfo(settings.local_timezone))
     started = time.monotonic()
+    # Each phase reads what the previous one loaded.
     for phase in bootstrap_phases(now_local.date(), now_local):
-        runs = {}
-        for job, tags in phase:
-            # Ahead of the automation runs that the first loads trigger, in the queue and in the pool.
-            tags = {**tags, "dagster/priority": "10"}
-            runs[client.submit_job_execution(job, repository_location_name="grid_platform", tags=tags)] = job
-            print(f"bootstrap: submitted {job} {tags}", flush=True)
-        # Each phase reads what the previous one loaded.
-        while runs:
-            time.sleep(2)
-            for run_id, job in list(runs.items()):
-                status = client.get_run_status(run_id).value
-                if status in ("SUCCESS", "FAILURE", "CANCELED"):
-                    print(f"bootstrap: {job} {status} ({time.monotonic() - started:.0f} s)", flush=True)
-                    del runs[run_id]
+        _run_phase(client, phase, started)
     print(f"\n  Dagster UI   http://{args.host}:{args.port}\n  CKW stand-in http://127.0.0.1:{STANDIN_PORTS['ckw']}/api\n",
           flush=True)
+    _backfill_reference_year(client, settings, now_local.date(), args.timeout * 3, started)
     return 0
 
 

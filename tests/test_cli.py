@@ -1,6 +1,6 @@
 from datetime import date, datetime
 
-from grid_platform.cli import bootstrap_phases, main
+from grid_platform.cli import bootstrap_phases, main, reference_year_partitions
 
 
 def test_bootstrap_loads_a_week_then_the_call_log_then_the_marts():
@@ -20,3 +20,11 @@ def test_token_command_mints_a_decodable_token(capsys):
     assert main(["token", "alice", "--org", "oberrhein_mv", "--email", "a@example.ch"]) == 0
     token = capsys.readouterr().out.strip()
     assert token.count(".") == 2
+
+
+def test_reference_year_is_the_365_days_before_today_per_network():
+    keys = reference_year_partitions(date(2026, 3, 1), ["simbench_1_mv_rural_0_sw", "oberrhein_mv"])
+    assert len(keys) == 730
+    # 2025-03-01 .. 2026-02-28, network by network: each network's range becomes one run.
+    assert keys[0] == "2025-03-01|oberrhein_mv" and keys[364] == "2026-02-28|oberrhein_mv"
+    assert keys[365] == "2025-03-01|simbench_1_mv_rural_0_sw"
