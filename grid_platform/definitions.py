@@ -10,6 +10,7 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 from dagster_dlt import DagsterDltResource
 
+from grid_platform.assets.analytics import analytics_assets, analytics_job
 from grid_platform.assets.ckw import ckw_assets, ckw_checks
 from grid_platform.assets.dbt import dbt_project, grid_dbt_models
 from grid_platform.assets.risk import risk_assets, risk_checks
@@ -46,9 +47,9 @@ defs = dg.Definitions(
     # Steps of these runs are light and share one DuckDB writer: running them in the run's own
     # process saves a Python start-up per step; heavy partitions parallelise across runs instead.
     executor=dg.in_process_executor,
-    assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets],
+    assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets, *analytics_assets],
     asset_checks=[*ckw_checks, *risk_checks],
-    jobs=[*ckw_jobs, ckw_marts_job, topology_job, *risk_jobs],
+    jobs=[*ckw_jobs, ckw_marts_job, topology_job, *risk_jobs, analytics_job],
     schedules=[*ckw_schedules, *risk_schedules],
     sensors=[automation, grid_network_registry, *risk_sensors],
     resources={

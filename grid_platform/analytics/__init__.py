@@ -23,9 +23,13 @@ from grid_platform.analytics.centrality import (
 )
 from grid_platform.analytics.graph import NODE_TYPES, GridGraph, graph_from_frames, tile_graph
 from grid_platform.analytics.sources import (
+    LINE_ENDPOINT_COLUMNS,
     graph_from_matpower,
+    graph_from_network,
     graph_from_pandapower,
+    line_endpoints,
     matpower_case_path,
+    pandapower_source_net,
 )
 from grid_platform.analytics.traversal import hop_distances, reachable_node_ids
 from grid_platform.analytics.vegetation import (
@@ -37,6 +41,7 @@ from grid_platform.analytics.vegetation import (
 )
 
 __all__ = [
+    "LINE_ENDPOINT_COLUMNS",
     "NODE_TYPES",
     "SCENARIOS",
     "VEGETATION_COLUMNS",
@@ -51,10 +56,13 @@ __all__ = [
     "failure_probability",
     "graph_from_frames",
     "graph_from_matpower",
+    "graph_from_network",
     "graph_from_pandapower",
     "hop_distances",
+    "line_endpoints",
     "lines_from_pandapower",
     "matpower_case_path",
+    "pandapower_source_net",
     "reachable_node_ids",
     "sampled_betweenness",
     "scenario_params",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -154,7 +155,7 @@ class GridGraph:
     # ---- persistence -------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write one ``.npz`` atomically (temp file + rename) and return its path."""
+        """Write one ``.npz`` atomically (temp file + rename), byte-identical for an identical graph."""
         path = Path(path)
         meta = {
             "format_version": _FORMAT_VERSION,
@@ -165,10 +166,16 @@ class GridGraph:
         arrays = {name: getattr(self, name) for name in NODE_ARRAYS}
         arrays.update(indptr=self.indptr, indices=self.indices, distance_km=self.distance_km)
         path.parent.mkdir(parents=True, exist_ok=True)
+        arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
         try:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, meta_json=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+            # np.savez stamps each member with the current time; fixed stamps make the same graph
+            # the same bytes, so republishing an unchanged graph is a no-op.
+            with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+                for name, array in arrays.items():
+                    member = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    with archive.open(member, "w", force_zip64=True) as out:
+                        np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -23,6 +23,15 @@ transformers on their LV bus, plus MV-level loads), so the §2.3 sum over failed
 count a transformer twice. ``capacity_kw`` is the rating of transformers feeding the bus plus
 the connected load.
 
+Node ids are the bus index as text; the platform's networks prefix them (``bus:<idx>``, as the
+topology's common model names buses), so analytics results name the same nodes as the maps.
+:func:`line_endpoints` gives the in-service lines (``line:<idx>``) with their end nodes, which is
+how a segment at risk (a group of line fragments) becomes failed graph nodes.
+
+Common model (:class:`grid_platform.topology.Network`, e.g. CIM/CGMES networks, which carry no
+loads): :func:`network_frames` applies the same node-type rules without the load-based ones;
+capacity is unknown (0) and ``downstream_transformers`` counts distribution transformers.
+
 MATPOWER (ACTIVSg): one node per bus (``node_id`` = bus number, ``node_name`` = bus name),
 one edge per in-service branch without a length (the cases carry none). Buses at >= 60 kV are
 SUBSTATION, the others TRANSFORMER. ``capacity_kw`` is the bus load PD; a load bus stands for
@@ -67,7 +76,7 @@ def _open_switch_elements(net: Any, element_type: str) -> set[int]:
     return set(open_["element"].astype(int))
 
 
-def pandapower_frames(net: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+def pandapower_frames(net: Any, node_prefix: str = "") -> tuple[pd.DataFrame, pd.DataFrame]:
     """§1 node and edge tables of a pandapower network (see the module docstring)."""
     bus = _in_service(net.bus)
     live = set(bus.index)
@@ -135,7 +144,7 @@ def pandapower_frames(net: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     capacity = (rating_kw + load_kw).to_numpy()
     nodes = pd.DataFrame(
         {
-            "node_id": bus.index.astype(str),
+            "node_id": node_prefix + bus.index.astype(str),
             "node_name": bus["name"].where(bus["name"].notna(), bus.index.astype(str)).astype(str).to_numpy(),
             "node_type": node_type,
             "lat": lat,
@@ -147,17 +156,147 @@ def pandapower_frames(net: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
     edges = pd.DataFrame(
         {
-            "from_node_id": edges["from"].astype(int).astype(str),
-            "to_node_id": edges["to"].astype(int).astype(str),
+            "from_node_id": node_prefix + edges["from"].astype(int).astype(str),
+            "to_node_id": node_prefix + edges["to"].astype(int).astype(str),
             "distance_km": edges["distance_km"].astype(float),
         }
     )
     return nodes, edges
 
 
-def graph_from_pandapower(net: Any, *, source: str = "pandapower") -> GridGraph:
-    nodes, edges = pandapower_frames(net)
+def graph_from_pandapower(net: Any, *, source: str = "pandapower", node_prefix: str = "") -> GridGraph:
+    nodes, edges = pandapower_frames(net, node_prefix)
     return graph_from_frames(nodes, edges, source=source)
+
+
+LINE_ENDPOINT_COLUMNS = ["line_id", "from_node_id", "to_node_id", "length_km"]
+
+
+def line_endpoints(net: Any, node_prefix: str = "bus:") -> pd.DataFrame:
+    """In-service lines of a pandapower net with their end nodes (ids as the topology names them)."""
+    line = _in_service(net.line)
+    return pd.DataFrame(
+        {
+            "line_id": "line:" + line.index.astype(str),
+            "from_node_id": node_prefix + line["from_bus"].astype(int).astype(str).to_numpy(),
+            "to_node_id": node_prefix + line["to_bus"].astype(int).astype(str).to_numpy(),
+            "length_km": line["length_km"].astype(float).to_numpy(),
+        },
+        columns=LINE_ENDPOINT_COLUMNS,
+    )
+
+
+def pandapower_source_net(source: str, params: dict[str, Any]) -> Any:
+    """The pandapower net behind a network registry entry of source ``pandapower`` or ``simbench``,
+    loaded as the topology loads it (mv_oberrhein with its HV/MV substations)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandapower's import-time deprecation chatter
+        import pandapower.networks as pn
+
+        if source == "simbench":
+            import simbench
+
+            return simbench.get_simbench_net(params["code"])
+    loaders = {"mv_oberrhein": lambda: pn.mv_oberrhein(include_substations=True), "lv_schutterwald": pn.lv_schutterwald}
+    if source != "pandapower" or params.get("name") not in loaders:
+        raise ValueError(f"no pandapower net for source {source!r} with {params!r}")
+    return loaders[params["name"]]()
+
+
+def network_frames(net: Any) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """§1 node and edge tables and the line end points of a common-model ``Network``.
+
+    Edges: in-service lines with both end switches closed (``source_length_m``), closed
+    transformers and closed switches. Without loads, node types follow the transformer and
+    voltage rules only (no METER), and ``capacity_kw`` is 0 (unknown).
+    """
+    nodes, lines, trafo, switches = net.nodes, net.lines, net.transformers, net.switches
+    closed_lines = lines[
+        lines["in_service"].astype(bool) & lines["from_closed"].astype(bool) & lines["to_closed"].astype(bool)
+    ]
+    closed_trafo = trafo[trafo["closed"].astype(bool)]
+    closed_switches = switches[switches["closed"].astype(bool)]
+    edges = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "from_node_id": closed_lines["from_node"].astype(str).to_numpy(),
+                    "to_node_id": closed_lines["to_node"].astype(str).to_numpy(),
+                    "distance_km": closed_lines["source_length_m"].astype(float).to_numpy() / 1000.0,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "from_node_id": closed_trafo["hv_node"].astype(str).to_numpy(),
+                    "to_node_id": closed_trafo["lv_node"].astype(str).to_numpy(),
+                    "distance_km": np.nan,
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "from_node_id": closed_switches["node_a"].astype(str).to_numpy(),
+                    "to_node_id": closed_switches["node_b"].astype(str).to_numpy(),
+                    "distance_km": np.nan,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    known = set(nodes["node_id"].astype(str))
+    edges = edges[edges["from_node_id"].isin(known) & edges["to_node_id"].isin(known)]
+    node_id = nodes["node_id"].astype(str)
+    vn = nodes["voltage_kv"].astype(float)
+    distribution = trafo["lv_kv"].astype(float) <= LV_KV
+    station_nodes = set(trafo.loc[distribution, "hv_node"]) | set(trafo.loc[distribution, "lv_node"])
+    substation_lv = set(trafo.loc[~distribution, "lv_node"])
+    node_type = np.select(
+        [(vn >= HV_KV).to_numpy() | node_id.isin(substation_lv).to_numpy(), node_id.isin(station_nodes).to_numpy()],
+        ["SUBSTATION", "TRANSFORMER"],
+        default="POLE",
+    )
+    geometry = nodes.geometry.to_numpy()
+    present = np.array([g is not None and not shapely.is_empty(g) for g in geometry], dtype=bool)
+    lon = np.full(len(nodes), np.nan)
+    lat = np.full(len(nodes), np.nan)
+    if present.any():
+        points = geometry[present]
+        if net.crs != "EPSG:4326":
+            from grid_platform.topology.model import reproject
+
+            points = reproject(points, net.crs, "EPSG:4326")
+        lon[present], lat[present] = shapely.get_x(points), shapely.get_y(points)
+    downstream = trafo[distribution].groupby("lv_node").size().reindex(node_id, fill_value=0).to_numpy()
+    frame = pd.DataFrame(
+        {
+            "node_id": node_id.to_numpy(),
+            "node_name": nodes["name"].where(nodes["name"].notna(), node_id).astype(str).to_numpy(),
+            "node_type": node_type,
+            "lat": lat,
+            "lon": lon,
+            "voltage_kv": vn.to_numpy(),
+            "capacity_kw": 0.0,
+            "downstream_transformers": downstream,
+        }
+    )
+    live = lines[lines["in_service"].astype(bool)]
+    endpoints = pd.DataFrame(
+        {
+            "line_id": live["line_id"].astype(str).to_numpy(),
+            "from_node_id": live["from_node"].astype(str).to_numpy(),
+            "to_node_id": live["to_node"].astype(str).to_numpy(),
+            "length_km": live["source_length_m"].astype(float).to_numpy() / 1000.0,
+        },
+        columns=LINE_ENDPOINT_COLUMNS,
+    )
+    return frame, edges.reset_index(drop=True), endpoints
+
+
+def graph_from_network(net: Any) -> tuple[GridGraph, pd.DataFrame]:
+    """Graph and line end points of a common-model ``Network`` (CIM/CGMES and other sources)."""
+    nodes, edges, endpoints = network_frames(net)
+    return graph_from_frames(nodes, edges, source=net.source), endpoints
 
 
 def matpower_frames(case: Any) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from grid_platform.api.accounts import accounts_router
+from grid_platform.api.analytics_routes import build_analytics_router
 from grid_platform.api.caching import ResponseCache
 from grid_platform.api.config import ApiConfig, load_api_config
 from grid_platform.api.fetchers import FetcherNotFound, PayloadError, load_registry
@@ -183,6 +184,7 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     from grid_platform.api.flexibility_routes import build_flexibility_router
 
     app.include_router(build_flexibility_router(settings, config, engine))
+    app.include_router(build_analytics_router(policy, settings.published_dir))  # cascade from any asset
     app.add_middleware(AuthGate, verifier=TokenVerifier(config), header_name=config.jwt_header_name)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     return app
