@@ -27,6 +27,7 @@ from grid_platform.api.accounts import accounts_router
 from grid_platform.api.analytics_routes import build_analytics_router
 from grid_platform.api.caching import ResponseCache
 from grid_platform.api.config import ApiConfig, load_api_config
+from grid_platform.api.dispatch_routes import dispatch_router
 from grid_platform.api.fetchers import FetcherNotFound, PayloadError, load_registry
 from grid_platform.api.identity import AuthError, TokenVerifier, extract_token, token_key
 from grid_platform.api.policy import PolicyEngine
@@ -184,6 +185,7 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     from grid_platform.api.flexibility_routes import build_flexibility_router
 
     app.include_router(build_flexibility_router(settings, config, engine))
+    app.include_router(dispatch_router(policy, session_factory(engine)))  # dispatch history of a network
     app.include_router(build_analytics_router(policy, settings.published_dir))  # cascade from any asset
     app.add_middleware(AuthGate, verifier=TokenVerifier(config), header_name=config.jwt_header_name)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
