@@ -14,12 +14,15 @@ from grid_platform.assets.alerts import AlertsResource, alert_assets, alert_chec
 from grid_platform.assets.analytics import analytics_assets, analytics_job
 from grid_platform.assets.ckw import ckw_assets, ckw_checks
 from grid_platform.assets.dbt import dbt_project, grid_dbt_models
+from grid_platform.assets.flexibility import flexibility_assets
 from grid_platform.assets.risk import risk_assets, risk_checks
 from grid_platform.assets.topology import grid_topology
 from grid_platform.resources.ckw import CkwApiResource
+from grid_platform.resources.flexibility import FlexibilityResource
 from grid_platform.resources.warehouse import WarehouseResource
 from grid_platform.sensors.alerts import alert_jobs, alert_schedules, alert_sensors
 from grid_platform.sensors.ckw import ckw_jobs, ckw_schedules
+from grid_platform.sensors.flexibility import flexibility_jobs, flexibility_schedules, flexibility_sensors
 from grid_platform.sensors.risk import risk_jobs, risk_schedules, risk_sensors
 from grid_platform.sensors.topology import grid_network_registry, topology_job
 from grid_platform.settings import load_settings
@@ -49,11 +52,12 @@ defs = dg.Definitions(
     # Steps of these runs are light and share one DuckDB writer: running them in the run's own
     # process saves a Python start-up per step; heavy partitions parallelise across runs instead.
     executor=dg.in_process_executor,
-    assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets, *alert_assets, *analytics_assets],
+    assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets, *alert_assets,
+            *flexibility_assets, *analytics_assets],
     asset_checks=[*ckw_checks, *risk_checks, *alert_checks],
-    jobs=[*ckw_jobs, ckw_marts_job, topology_job, *risk_jobs, *alert_jobs, analytics_job],
-    schedules=[*ckw_schedules, *risk_schedules, *alert_schedules],
-    sensors=[automation, grid_network_registry, *risk_sensors, *alert_sensors],
+    jobs=[*ckw_jobs, ckw_marts_job, topology_job, *risk_jobs, *alert_jobs, *flexibility_jobs, analytics_job],
+    schedules=[*ckw_schedules, *risk_schedules, *alert_schedules, *flexibility_schedules],
+    sensors=[automation, grid_network_registry, *risk_sensors, *alert_sensors, *flexibility_sensors],
     resources={
         "warehouse": WarehouseResource(path=str(settings.warehouse_path),
                                        pipelines_dir=str(settings.dlt_pipelines_dir)),
@@ -62,5 +66,6 @@ defs = dg.Definitions(
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
         "alerts": AlertsResource(state_db_url=settings.state_db_url, nudging_api_url=settings.nudging_api_url,
                                  published_dir=str(settings.published_dir), mqtt_url=settings.mqtt_url),
+        "flexibility": FlexibilityResource.from_settings(settings),
     },
 )

@@ -38,6 +38,8 @@ class Settings:
     mqtt_url: str | None
     state_db_url: str
     local_timezone: str
+    # Meter-data service of the flexibility domain (smart-meter consumption of community members).
+    meter_api_url: str = f"http://127.0.0.1:{STANDIN_PORTS['meters']}"
 
     @property
     def warehouse_path(self) -> Path:
@@ -74,4 +76,5 @@ def load_settings() -> Settings:
         mqtt_url=os.environ.get("MQTT_URL") or None,
         state_db_url=_env("STATE_DB_URL", f"sqlite:///{data_dir / 'state.db'}"),
         local_timezone=_env("GRID_LOCAL_TZ", "Europe/Zurich"),
+        meter_api_url=_env("METER_API_URL", standin("meters")).rstrip("/"),
     )

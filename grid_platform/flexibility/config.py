@@ -1,8 +1,8 @@
 """Configuration of the flexibility domain (flexibility.md), from the environment.
 
-Paths, the state database, the nudging and MQTT targets and the local zone come from
-``grid_platform.settings`` (``GRID_LOCAL_TZ``, ``NUDGING_API_URL``, ``MQTT_URL``,
-``STATE_DB_URL``); this module adds what only flexibility reads.
+Paths, the state database, the meter-data service, the nudging and MQTT targets and the
+local zone come from ``grid_platform.settings`` (``GRID_LOCAL_TZ``, ``METER_API_URL``,
+``NUDGING_API_URL``, ``MQTT_URL``, ``STATE_DB_URL``); this module adds what only flexibility reads.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def load_flexibility_config(environ: Mapping[str, str] | None = None,
     budget = get("FLEX_DAILY_POINTS_BUDGET")
     return FlexibilityConfig(
         local_timezone=settings.local_timezone,
-        meter_api_url=(get("METER_API_URL") or d.meter_api_url).rstrip("/"),
+        meter_api_url=settings.meter_api_url,
         reminder_lead=timedelta(minutes=float(get("FLEX_REMINDER_LEAD_MIN") or 30)),
         mqtt_topic_prefix=(get("FLEX_MQTT_TOPIC_PREFIX") or d.mqtt_topic_prefix).strip("/"),
         community_id=get("FLEX_COMMUNITY_ID") or d.community_id,

@@ -4,6 +4,8 @@
   so the daily partitions publish independently; file ``windows.parquet``.
 * ``flex_scoring``: one per community; ``daily_points.parquet`` (all days of the current
   season so far) and ``leaderboard.parquet``.
+* ``flex_forecast``: one per community, the latest ``[now, now + 24 h)`` forecast
+  (``forecast.parquet``, with the instant ``made_at`` it was made at).
 
 Readers raise on a broken publication (the suggestions route turns that into ``[]``); a date
 never published simply has no rows.
@@ -12,7 +14,7 @@ never published simply has no rows.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +24,9 @@ from grid_platform.flexibility import windows as flex_windows
 
 WINDOWS_DATASET = "flex_windows"
 SCORING_DATASET = "flex_scoring"
+FORECAST_DATASET = "flex_forecast"
 WINDOWS_FILE = "windows.parquet"
+FORECAST_FILE = "forecast.parquet"
 DAILY_FILE, LEADERBOARD_FILE = "daily_points.parquet", "leaderboard.parquet"
 
 
@@ -66,3 +70,21 @@ def read_scoring(root: Path, community_id: str) -> tuple[pd.DataFrame, pd.DataFr
         for c in columns:
             frame[c] = pd.to_datetime(frame[c]).dt.date
     return daily, board
+
+
+def publish_forecast(root: Path, community_id: str, forecast: pd.DataFrame, made_at: datetime) -> publish.Publication:
+    rows = forecast.assign(made_at=pd.Timestamp(made_at).tz_convert("UTC"))
+    return publish.publish(root, FORECAST_DATASET, community_id,
+                           lambda tmp: rows.to_parquet(tmp / FORECAST_FILE, index=False),
+                           extra={"rows": len(rows), "made_at": rows["made_at"].iloc[0].isoformat() if len(rows) else None})
+
+
+def read_forecast(root: Path, community_id: str) -> tuple[pd.DataFrame, datetime] | None:
+    """The community's latest forecast rows and the instant they were made; None before the first."""
+    current = publish.current(root, FORECAST_DATASET, community_id)
+    if current is None:
+        return None
+    rows = pd.read_parquet(current.file(FORECAST_FILE))
+    if rows.empty:
+        return None
+    return rows.drop(columns="made_at"), rows["made_at"].iloc[0].to_pydatetime()

@@ -328,18 +328,22 @@ def record_settlements(session: Session, settlements: Sequence[Mapping[str, Any]
          "actual_kwh": None if s.get("actual_kwh") is None else float(s["actual_kwh"]),
          "settled_at": now, "source": source}
         for s in settlements])
-    claimed = select(ledger.c.commitment_id).where(ledger.c.batch_id == batch)
-    # UPDATE … FROM the batch's ledger rows (SQLite >= 3.33, PostgreSQL): one join, by primary key.
-    session.execute(update(commitments)
-                    .where(commitments.c.id == ledger.c.commitment_id, ledger.c.batch_id == batch,
-                           commitments.c.status == COMMITTED)
-                    .values(status=SETTLED, settled_at=now, reward_points_actual=ledger.c.reward_points_actual,
-                            actual_kwh=ledger.c.actual_kwh))
-    # Claimed but not settled by the UPDATE: the row was cancelled/rejected, not ours to settle.
-    settled_row = select(commitments.c.id).where(commitments.c.id == ledger.c.commitment_id,
-                                                 commitments.c.status == SETTLED)
-    session.execute(delete(ledger).where(ledger.c.batch_id == batch, ~settled_row.exists()))
-    return list(session.scalars(claimed))
+    # UPDATE … FROM the batch's ledger rows … RETURNING (SQLite >= 3.35, PostgreSQL): one join, by
+    # primary key; it returns exactly the rows this batch claimed and settled.
+    settled = list(session.execute(
+        update(commitments)
+        .where(commitments.c.id == ledger.c.commitment_id, ledger.c.batch_id == batch,
+               commitments.c.status == COMMITTED)
+        .values(status=SETTLED, settled_at=now, reward_points_actual=ledger.c.reward_points_actual,
+                actual_kwh=ledger.c.actual_kwh)
+        .returning(commitments.c.id)).scalars())
+    if len(settled) < len(settlements):
+        # Claimed but not settled by the UPDATE: the row was cancelled/rejected, not ours to settle.
+        # (When every row was settled, no ledger row of the batch can be such an orphan.)
+        settled_row = select(commitments.c.id).where(commitments.c.id == ledger.c.commitment_id,
+                                                     commitments.c.status == SETTLED)
+        session.execute(delete(ledger).where(ledger.c.batch_id == batch, ~settled_row.exists()))
+    return settled
 
 
 def settle_one(sessions: sessionmaker, commitment_id: uuid.UUID, *, reward_points_actual: int,
