@@ -3,6 +3,12 @@
 Request path: the authentication gate (before routing, so unknown paths also answer 401)
 -> generated fetcher routes / account routes -> policy -> backend. Public paths are exactly
 ``/health``, ``/api/docs``, ``/api/redoc`` and ``/api/openapi.json``.
+
+``/metrics`` (Prometheus text format, hidden from the OpenAPI document) is therefore not
+public: grid-api.md §1 names the public paths exactly. It is the policy action
+``metrics.read``, which the Rego policy grants to service accounts with ``grid.admin`` only;
+Prometheus scrapes it with such a service account's bearer token
+(``authorization: {credentials_file: ...}`` in the scrape config).
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ from grid_platform.api.config import ApiConfig, load_api_config
 from grid_platform.api.dispatch_routes import dispatch_router
 from grid_platform.api.fetchers import FetcherNotFound, PayloadError, load_registry
 from grid_platform.api.identity import AuthError, TokenVerifier, extract_token, token_key
+from grid_platform.api.observability import (
+    CONTENT_TYPE,
+    ObservabilityMiddleware,
+    RequestMetrics,
+    render_metrics,
+)
 from grid_platform.api.policy import PolicyEngine
 from grid_platform.api.publications import BackendNotConfigured, PublicationStore
 from grid_platform.api.routes import GridReader, UpstreamError, add_fetcher_routes
@@ -178,9 +190,20 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     def ping() -> dict[str, bool]:
         return {"ok": True}
 
+    request_metrics = RequestMetrics()
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        decision = policy.decide(request.state.token_key, request.state.principal, "metrics.read",
+                                 resource_type="metrics")
+        if not decision.allow:
+            return _json_error(403, decision.reason)
+        return Response(render_metrics(request_metrics, store), media_type=CONTENT_TYPE)
+
     app.include_router(accounts_router(policy, session_factory(engine),
                                        allow_local_webhooks=config.allow_local_webhooks))
-    add_fetcher_routes(app, reader, policy, ResponseCache(config.response_cache_bytes), config.jwt_header_name)
+    add_fetcher_routes(app, reader, policy, ResponseCache(config.response_cache_bytes), config.jwt_header_name,
+                       slices=ResponseCache(config.slice_cache_bytes))
     # Suggestions, commitments, points and leaderboard (flexibility.md) in the same application.
     from grid_platform.api.flexibility_routes import build_flexibility_router
 
@@ -189,6 +212,7 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     app.include_router(build_analytics_router(policy, settings.published_dir))  # cascade from any asset
     app.add_middleware(AuthGate, verifier=TokenVerifier(config), header_name=config.jwt_header_name)
     app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(ObservabilityMiddleware, metrics=request_metrics)  # outermost: sees the gate's 401s
     return app
 
 
@@ -197,4 +221,9 @@ def serve(host: str = "127.0.0.1", port: int = API_PORT) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True)
+    # The JSON lines of grid_platform.api.access replace uvicorn's access log.
+    logging.getLogger("grid_platform.api.access").propagate = False
+    access = logging.StreamHandler()
+    access.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("grid_platform.api.access").addHandler(access)
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", proxy_headers=True, access_log=False)

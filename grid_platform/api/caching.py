@@ -71,20 +71,22 @@ class CachedBody:
 
 
 class ResponseCache:
+    """Byte-bounded LRU of entries with a ``size`` (response bodies; row slices in ``slices``)."""
+
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, CachedBody] = OrderedDict()
+        self._entries: OrderedDict[str, Any] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, etag: str) -> CachedBody | None:
+    def get(self, etag: str) -> Any:
         with self._lock:
             entry = self._entries.get(etag)
             if entry is not None:
                 self._entries.move_to_end(etag)
             return entry
 
-    def put(self, etag: str, entry: CachedBody) -> None:
+    def put(self, etag: str, entry: Any) -> None:
         if entry.size * 2 > self.max_bytes:  # never let one body evict everything
             return
         with self._lock:

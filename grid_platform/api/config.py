@@ -32,6 +32,7 @@ class ApiConfig:
     query_timeout_s: float = 30.0
     duckdb_threads: int = 1
     response_cache_bytes: int = 256 * 2**20
+    slice_cache_bytes: int = 128 * 2**20  # decoded row slices (api/slices.py); 0 turns it off
     decision_cache_ttl_s: float = 30.0
 
     @property
@@ -64,6 +65,7 @@ def load_api_config(environ: Mapping[str, str] | None = None) -> ApiConfig:
         query_timeout_s=float(get("GRID_API_QUERY_TIMEOUT_S") or defaults.query_timeout_s),
         duckdb_threads=int(get("GRID_API_DUCKDB_THREADS") or defaults.duckdb_threads),
         response_cache_bytes=int(float(get("GRID_API_CACHE_MB") or 256) * 2**20),
+        slice_cache_bytes=int(float(get("GRID_API_SLICE_CACHE_MB") or 128) * 2**20),
         decision_cache_ttl_s=float(get("GRID_API_DECISION_TTL_S") or defaults.decision_cache_ttl_s),
     )
     return config

@@ -183,6 +183,7 @@ _FILE_SCHEMA = {
                 "limit": {"type": ["integer", "string"]},
                 "offset": {"type": ["integer", "string"]},
                 "cache": {"enum": list(CACHE_POLICIES)},
+                "slice_by": {"type": "array", "items": {"type": "string"}, "minItems": 1, "uniqueItems": True},
                 "output_mapper": {"type": "string"},
                 "parameters": {"type": "object", "additionalProperties": _PARAM_SCHEMA},
                 "response": {
@@ -378,6 +379,8 @@ class FetcherSpec:
     output_mapper: Callable[[dict], dict] | None
     digest: str  # hash of the entry: part of every ETag, so a changed spec changes ETags
     tags: tuple[str, ...] = ()
+    # List parameters whose single values cut the result into cacheable slices (``slices``).
+    slice_by: tuple[str, ...] = ()
 
     @property
     def qualified_id(self) -> str:
@@ -501,6 +504,12 @@ def load_registry(
             for p in params:
                 if p.not_before is not None and p.not_before not in keys:
                     raise SpecError(f"{where}: {p.name}.not_before names an unknown parameter")
+            list_keys = {p.key for p in params if p.is_list}
+            for key in raw.get("slice_by", ()):
+                if key not in list_keys:
+                    raise SpecError(f"{where}: slice_by {key!r} is not a list parameter")
+            if raw.get("slice_by") and response.shape not in ("envelope", "list"):
+                raise SpecError(f"{where}: slice_by needs an envelope or list response")
             source = f"{macros}\n{raw['query']}" if macros else raw["query"]
             try:
                 template = _compile(source)
@@ -520,6 +529,7 @@ def load_registry(
                 output_mapper=_import_mapper(raw["output_mapper"]) if "output_mapper" in raw else None,
                 digest=hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16],
                 tags=tuple(doc.get("tags", [domain])),
+                slice_by=tuple(raw.get("slice_by", ())),
             )
             fetchers[qualified] = spec
     return FetcherRegistry(fetchers, models, env)

@@ -35,6 +35,7 @@ from grid_platform.api.fetchers import (
 from grid_platform.api.identity import Principal
 from grid_platform.api.policy import PolicyEngine
 from grid_platform.api.publications import BackendNotConfigured, PublicationStore
+from grid_platform.api.slices import execute_sliced
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ def read_access(policy: PolicyEngine):
     return dependency
 
 
-def _endpoint(spec: FetcherSpec, reader: GridReader, cache: ResponseCache, access: Any,
+def _endpoint(spec: FetcherSpec, reader: GridReader, cache: ResponseCache, slices: ResponseCache, access: Any,
               cache_headers: dict[str, str]):
     model = reader.registry.models[spec.response.model]
     exposed = [p for p in spec.params if p.exposed]
@@ -211,8 +212,13 @@ def _endpoint(spec: FetcherSpec, reader: GridReader, cache: ResponseCache, acces
         cached = cache.get(etag)
         if cached is None:
             try:
-                result = await run_in_threadpool(execute, spec, model, reader.store, entity, payload,
-                                                 limit=limit, offset=offset, json_passthrough=True)
+                result = None
+                if spec.slice_by and slices.max_bytes:
+                    result = await run_in_threadpool(execute_sliced, spec, model, reader.store, entity, payload,
+                                                     limit=limit, offset=offset, cache=slices)
+                if result is None:
+                    result = await run_in_threadpool(execute, spec, model, reader.store, entity, payload,
+                                                     limit=limit, offset=offset, json_passthrough=True)
                 body = await run_in_threadpool(dumps, result.body)
             except BackendNotConfigured:
                 raise
@@ -245,7 +251,9 @@ def _endpoint(spec: FetcherSpec, reader: GridReader, cache: ResponseCache, acces
 
 
 def add_fetcher_routes(app: FastAPI, reader: GridReader, policy: PolicyEngine, cache: ResponseCache,
-                       token_header: str) -> None:
+                       token_header: str, slices: ResponseCache | None = None) -> None:
+    """``cache``: whole response bodies by ETag; ``slices``: row slices of ``slice_by`` fetchers."""
+    slices = slices or ResponseCache(0)
     models = ModelFactory(reader.registry.models)
     access = read_access(policy)
     header_docs = {
@@ -263,7 +271,7 @@ def add_fetcher_routes(app: FastAPI, reader: GridReader, policy: PolicyEngine, c
             cache_headers = {"Cache-Control": "no-store"}  # a cached risk is a stale alert
         app.add_api_route(
             spec.path,
-            _endpoint(spec, reader, cache, access, cache_headers),
+            _endpoint(spec, reader, cache, slices, access, cache_headers),
             methods=["GET"],
             response_model=models.response(spec),
             summary=spec.summary,
