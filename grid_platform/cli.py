@@ -12,6 +12,10 @@ from zoneinfo import ZoneInfo
 from grid_platform.settings import STANDIN_PORTS, load_settings
 
 
+# Stand-in modules named other than their service key.
+STANDIN_MODULES = {"dt": "digital_twin"}
+
+
 def _standin_apps() -> dict:
     """Every stand-in the platform ships, by name (ports in settings.STANDIN_PORTS)."""
     import importlib
@@ -19,7 +23,7 @@ def _standin_apps() -> dict:
     apps = {}
     for name in STANDIN_PORTS:
         try:
-            module = importlib.import_module(f"grid_platform.standins.{name}")
+            module = importlib.import_module(f"grid_platform.standins.{STANDIN_MODULES.get(name, name)}")
         except ModuleNotFoundError:
             continue
         try:

@@ -18,7 +18,7 @@ import yaml
 from grid_platform.settings import PROJECT_ROOT, Settings
 
 NETWORK_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
-SOURCES = ("pandapower", "simbench", "cgmes")
+SOURCES = ("pandapower", "simbench", "cgmes", "digital_twin")
 
 
 class RegistryError(ValueError):
@@ -36,8 +36,21 @@ class NetworkSpec:
     def files(self, settings: Settings) -> list[Path]:
         return [settings.downloads_dir / f for f in self.params.get("files", [])]
 
+    def dt_url(self, settings: Settings) -> str:
+        """Digital-Twin base URL: the entry's own ``url``, else ``$DT_API_URL``."""
+        return str(self.params.get("url") or settings.dt_api_url).rstrip("/")
+
+    def dt_network(self) -> str:
+        """The network's id in the Digital Twin (``network``), else the platform's network_id."""
+        return str(self.params.get("network") or self.network_id)
+
     def available(self, settings: Settings) -> bool:
-        """CGMES data is licensed and downloaded at set-up; until then the network waits."""
+        """CGMES data is licensed and downloaded at set-up, a Digital Twin must answer and hold the
+        network; until then the network waits (a later build of a known network still fails loudly)."""
+        if self.source == "digital_twin":
+            from grid_platform.topology.digital_twin import dt_holds
+
+            return dt_holds(self.dt_url(settings), self.dt_network())
         return all(p.exists() for p in self.files(settings))
 
 
@@ -87,6 +100,8 @@ def load_network(spec: NetworkSpec, settings: Settings):
         return loaders[name](spec.network_id)
     if spec.source == "simbench":
         return topology.simbench_network(spec.params["code"], spec.network_id)
+    if spec.source == "digital_twin":
+        return topology.digital_twin_network(spec.dt_url(settings), spec.dt_network(), spec.network_id)
     missing = [str(p) for p in spec.files(settings) if not p.exists()]
     if missing:
         raise FileNotFoundError(f"network {spec.network_id}: CIM files not downloaded yet: {missing} "

@@ -4,7 +4,8 @@ substations, tiles, filters, GeoJSON and their atomic publication. No Dagster he
 Typical use::
 
     net = mv_oberrhein_network()                 # or lv_schutterwald_network(), simbench_network(code),
-                                                 # read_cgmes([...zips...], "network_id")
+                                                 # read_cgmes([...zips...], "network_id"),
+                                                 # digital_twin_network(dt_url, "dt_network_id")
     build = build_topology(net)                  # TopologyBuild
     results = run_checks(net, build)             # list[CheckResult]
     publish_topology(build)                      # published/topology/<network_id>/current
@@ -43,6 +44,16 @@ from .cim import (
     CimSyntaxError,
     read_cgmes,
 )
+from .digital_twin import (
+    DigitalTwinError,
+    DigitalTwinPayloadError,
+    DigitalTwinUnavailable,
+    DtDanglingReference,
+    DtDuplicateId,
+    DtMissingCoordinates,
+    digital_twin_network,
+    network_from_tables,
+)
 from .geojson import feature_collection
 from .model import MissingGeometryError, Network, TopologyError
 from .pandapower_source import (
@@ -73,6 +84,12 @@ __all__ = [
     "CimNamespaceError",
     "CimStructureError",
     "CimSyntaxError",
+    "DigitalTwinError",
+    "DigitalTwinPayloadError",
+    "DigitalTwinUnavailable",
+    "DtDanglingReference",
+    "DtDuplicateId",
+    "DtMissingCoordinates",
     "MissingGeometryError",
     "Network",
     "TopologyBuild",
@@ -86,12 +103,14 @@ __all__ = [
     "check_inside_area",
     "check_lines_join_nodes",
     "copies_for",
+    "digital_twin_network",
     "feature_collection",
     "filter_options",
     "from_pandapower",
     "lv_schutterwald_network",
     "md5_hex",
     "mv_oberrhein_network",
+    "network_from_tables",
     "publish_topology",
     "read_cgmes",
     "render_preview",
