@@ -6,7 +6,7 @@ import argparse
 import sys
 import threading
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from grid_platform.settings import STANDIN_PORTS, load_settings
@@ -84,21 +84,33 @@ def _wait_for(url: str, timeout_s: float) -> None:
 
 def bootstrap_phases(today: date, now_local: datetime) -> list[list[tuple[str, dict[str, str]]]]:
     """The first materialisation as phases of (job, tags) that run in parallel within a phase:
-    a week of CKW data and the live feed, then the call log, then the BI marts over all of it.
+    a week of CKW data, the live feed, the demo community's forecast and yesterday's meter data
+    (the settlement sensor follows it); then the call log and the community's flexibility windows
+    over the loaded prices; then the BI marts and the participants' suggestions.
     Networks are built by the registry sensor as soon as Dagster runs."""
+    from grid_platform.flexibility.config import DEMO_COMMUNITY
+
     last_price_day = today + timedelta(days=1) if (now_local.hour, now_local.minute) >= (11, 30) else today
     yesterday = today - timedelta(days=1)
+    yesterday_utc = now_local.astimezone(UTC).date() - timedelta(days=1)
 
     def day_range(first: date, last: date) -> dict[str, str]:
         return {"dagster/asset_partition_range_start": first.isoformat(),
                 "dagster/asset_partition_range_end": last.isoformat()}
 
+    def community_day(day: date) -> dict[str, str]:
+        return {"dagster/partition": f"{DEMO_COMMUNITY}|{day.isoformat()}",
+                "dagster/partition/community": DEMO_COMMUNITY, "dagster/partition/date": day.isoformat()}
+
+    price_days = [today + timedelta(days=n) for n in range((last_price_day - today).days + 1)]
     return [
         [("ckw_prices_job", day_range(today - timedelta(days=7), last_price_day)),
          ("ckw_tra_signals_job", day_range(yesterday - timedelta(days=7), yesterday)),
-         ("ckw_plant_job", {})],
-        [("ckw_connectivity_job", {})],
-        [("ckw_marts_job", {})],
+         ("ckw_plant_job", {}),
+         ("flex_forecast_job", {}),
+         ("flex_meter_job", {"dagster/partition": yesterday_utc.isoformat()})],
+        [("ckw_connectivity_job", {}), *[("flex_windows_job", community_day(day)) for day in price_days]],
+        [("ckw_marts_job", {}), ("flex_suggestions_job", {})],
     ]
 
 

@@ -1,19 +1,29 @@
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 from grid_platform.cli import bootstrap_phases, main, reference_year_partitions
 
 
-def test_bootstrap_loads_a_week_then_the_call_log_then_the_marts():
-    morning = bootstrap_phases(date(2026, 3, 29), datetime(2026, 3, 29, 9, 0))
+def test_bootstrap_loads_a_week_then_the_call_log_and_windows_then_the_marts_and_suggestions():
+    zurich = ZoneInfo("Europe/Zurich")
+    morning = bootstrap_phases(date(2026, 3, 29), datetime(2026, 3, 29, 9, 0, tzinfo=zurich))
     jobs = [[job for job, _ in phase] for phase in morning]
-    assert jobs == [["ckw_prices_job", "ckw_tra_signals_job", "ckw_plant_job"], ["ckw_connectivity_job"],
-                    ["ckw_marts_job"]]
+    assert jobs == [["ckw_prices_job", "ckw_tra_signals_job", "ckw_plant_job", "flex_forecast_job", "flex_meter_job"],
+                    ["ckw_connectivity_job", "flex_windows_job"], ["ckw_marts_job", "flex_suggestions_job"]]
     prices = dict(morning[0])["ckw_prices_job"]
     assert prices == {"dagster/asset_partition_range_start": "2026-03-22",
                       "dagster/asset_partition_range_end": "2026-03-29"}
     assert dict(morning[0])["ckw_tra_signals_job"]["dagster/asset_partition_range_end"] == "2026-03-28"
-    noon = bootstrap_phases(date(2026, 3, 29), datetime(2026, 3, 29, 12, 0))
+    assert dict(morning[0])["flex_meter_job"] == {"dagster/partition": "2026-03-28"}
+    assert dict(morning[1])["flex_windows_job"]["dagster/partition"] == "rec-demo|2026-03-29"
+    # After 11:30 tomorrow's prices exist: tomorrow's windows too.
+    noon = bootstrap_phases(date(2026, 3, 29), datetime(2026, 3, 29, 12, 0, tzinfo=zurich))
     assert dict(noon[0])["ckw_prices_job"]["dagster/asset_partition_range_end"] == "2026-03-30"
+    assert [tags["dagster/partition/date"] for job, tags in noon[1] if job == "flex_windows_job"] == [
+        "2026-03-29", "2026-03-30"]
+    # Just after local midnight the UTC day is still the previous one.
+    early = bootstrap_phases(date(2026, 3, 30), datetime(2026, 3, 30, 0, 30, tzinfo=zurich))
+    assert dict(early[0])["flex_meter_job"] == {"dagster/partition": "2026-03-28"}
 
 
 def test_token_command_mints_a_decodable_token(capsys):
