@@ -17,6 +17,7 @@ from grid_platform.assets.dbt import dbt_project, grid_dbt_models
 from grid_platform.assets.flexibility import flexibility_assets
 from grid_platform.assets.risk import risk_assets, risk_checks
 from grid_platform.assets.topology import grid_topology
+from grid_platform.executors import grid_executor
 from grid_platform.resources.ckw import CkwApiResource
 from grid_platform.resources.flexibility import FlexibilityResource
 from grid_platform.resources.warehouse import WarehouseResource
@@ -51,7 +52,8 @@ ckw_marts_job = dg.define_asset_job(
 defs = dg.Definitions(
     # Steps of these runs are light and share one DuckDB writer: running them in the run's own
     # process saves a Python start-up per step; heavy partitions parallelise across runs instead.
-    executor=dg.in_process_executor,
+    # GRID_EXECUTOR=celery sends steps to celery workers (docs/operations.md); in-process by default.
+    executor=grid_executor(),
     assets=[*ckw_assets, grid_dbt_models, grid_topology, *risk_assets, *alert_assets,
             *flexibility_assets, *analytics_assets],
     asset_checks=[*ckw_checks, *risk_checks, *alert_checks],

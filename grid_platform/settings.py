@@ -40,6 +40,9 @@ class Settings:
     local_timezone: str
     # Meter-data service of the flexibility domain (smart-meter consumption of community members).
     meter_api_url: str = f"http://127.0.0.1:{STANDIN_PORTS['meters']}"
+    # Per-partition risk Parquet (local directory or fsspec URL such as s3://bucket/risk) that
+    # parallel workers write and DuckDB/dbt read; default $GRID_DATA_DIR/risk_parts.
+    risk_parts_url: str = ""
 
     @property
     def warehouse_path(self) -> Path:
@@ -77,4 +80,5 @@ def load_settings() -> Settings:
         state_db_url=_env("STATE_DB_URL", f"sqlite:///{data_dir / 'state.db'}"),
         local_timezone=_env("GRID_LOCAL_TZ", "Europe/Zurich"),
         meter_api_url=_env("METER_API_URL", standin("meters")).rstrip("/"),
+        risk_parts_url=_env("GRID_RISK_PARTS_URL", str(data_dir / "risk_parts")).rstrip("/"),
     )

@@ -6,26 +6,28 @@ schema ``risk``.
 Partitioning: date (daily, Europe/Zurich) x network (the dynamic ``networks`` partitions of the
 topology). Date partition D is the run with ``today = D``: its weather covers the horizon
 D .. D+2 (risk-model §3) and its risk run recomputes the dates >= D (§6). Weather and risk carry a
-single-run backfill policy: dagster plans a multi-partition backfill as one range per network
-(it holds the dimension with fewer keys fixed), so a year of reference weather for a network is
-one run, in which the risk asset walks the dates in order and carries each day's history into the
-next (heat streaks). A backfill behind the day the publication already serves keeps the newer
-dates and that day's snapshot tables (see ``_behind_served_day``).
+single-run backfill policy: dagster plans a multi-partition backfill as one range per network.
+Inside that run the risk tables fan out: a planning step (pool ``duckdb``) stages the inputs, steps
+of ``DAYS_PER_STEP`` dates each compute their partitions in parallel and write them as Parquet
+(``grid_platform.risk.partitions``, $GRID_RISK_PARTS_URL), and a final step (pool ``duckdb``)
+publishes the assembled dataset and points the ``risk.*`` warehouse views at the Parquet. Each
+date takes the rows of the latest issue covering it, so a backfill behind the day the
+publication serves keeps the newer dates and that day's snapshot tables.
 """
 
 import base64
 import io
-import json
+import os
+import socket
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 import duckdb
+import fsspec
 import pandas as pd
-import pyarrow.parquet as pq
 import shapely
 from matplotlib.figure import Figure
 from pydantic import Field
@@ -33,14 +35,26 @@ from pydantic import Field
 from grid_platform.assets.topology import networks
 from grid_platform.networks import load_registry
 from grid_platform.publish import Publication, current
-from grid_platform.resources.warehouse import WarehouseResource
+from grid_platform.resources.warehouse import Slice, WarehouseResource
 from grid_platform.risk.climatology import p90_tables, resolve_p90
 from grid_platform.risk.config import RiskConfig, load_config
 from grid_platform.risk.fragments import prepare_fragments
 from grid_platform.risk.matching import grid_points
+from grid_platform.risk.partitions import (
+    HISTORY_DAYS,
+    PART_TABLES,
+    PartTable,
+    assemble,
+    connect,
+    history_hours,
+    object_store_statements,
+    put_parquet,
+    table_sql,
+    write_partition,
+)
 from grid_platform.risk.pipeline import RiskRun, run_risk
 from grid_platform.risk.pointdays import point_days
-from grid_platform.risk.publication import DATASET, load_previous, publish_risk
+from grid_platform.risk.publication import publish_risk
 from grid_platform.risk.vegetation import generate_trees, tree_attributes
 from grid_platform.settings import load_settings
 from grid_platform.weather.dwd_try import default_try_dir, load_stations, nearest_station, reference_weather
@@ -141,90 +155,7 @@ def _date_span(frame: pd.DataFrame, column: str = "date") -> str:
     return f"{values.min().date()} .. {values.max().date()}"
 
 
-# Warehouse: replace slices of ``risk`` tables in one transaction --------------------------
-
-@dataclass(frozen=True)
-class Slice:
-    """Rows of ``risk.<table>`` to replace: those matching ``where`` and, for a dated table,
-    ``first <= date_column <= last`` (a None bound is open); ``source`` is a DataFrame or a
-    Parquet file whose rows in that date range are inserted, with the ``where`` values."""
-
-    table: str
-    source: pd.DataFrame | Path
-    where: dict
-    date_column: str | None = None
-    first: date | None = None
-    last: date | None = None
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _frame_columns(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The frame with explicit types DuckDB cannot infer from an empty column (text, dates) and
-    the select expressions of its columns."""
-    out, selects = frame.copy(), []
-    for column in frame.columns:
-        if column == "date" or column.endswith("_date"):
-            out[column] = pd.to_datetime(out[column])
-            selects.append(f"cast({_quote(column)} as date) as {_quote(column)}")
-            continue
-        if out[column].dtype == object:
-            out[column] = out[column].astype("string")
-        selects.append(_quote(column))
-    return out, selects
-
-
-def replace_slices(warehouse: WarehouseResource, slices: list[Slice]) -> dict[str, int]:
-    """Apply every slice in ONE transaction, so readers see all tables before or all after and a
-    failure keeps every old row. Columns new to a table are added; absent ones stay null.
-    Returns the rows inserted per table."""
-    written: dict[str, int] = {}
-    with warehouse.connect() as con:
-        con.execute(f"create schema if not exists {SCHEMA}")
-        con.execute("begin transaction")
-        try:
-            for i, s in enumerate(slices):
-                if isinstance(s.source, pd.DataFrame):
-                    frame, selects = _frame_columns(s.source.drop(columns=[c for c in s.where if c in s.source]))
-                    relation = f"incoming_{i}"
-                    con.register(relation, frame)
-                else:
-                    relation = "read_parquet('{}')".format(s.source.as_posix().replace("'", "''"))
-                    selects = [_quote(c) for c in pq.read_schema(s.source).names if c not in s.where]
-                selects = [c for c in selects if c.strip('"') not in WAREHOUSE_DROP]
-                keys = [f"?::varchar as {_quote(k)}" for k in s.where]
-                select = f"select {', '.join(keys + selects)} from {relation}"
-                table = f"{SCHEMA}.{s.table}"
-                con.execute(f"create table if not exists {table} as {select} limit 0", list(s.where.values()))
-                _add_new_columns(con, s.table, f"select {', '.join(selects)} from {relation}")
-                dated, dated_params = [], []
-                for bound, op in ((s.first, ">="), (s.last, "<=")):
-                    if s.date_column and bound is not None:
-                        dated.append(f"{_quote(s.date_column)} {op} ?")
-                        dated_params.append(bound)
-                keyed = [f"{_quote(k)} = ?" for k in s.where]
-                con.execute(f"delete from {table} where {' and '.join(keyed + dated) or 'true'}",
-                            list(s.where.values()) + dated_params)
-                written[s.table] = con.execute(
-                    f"insert into {table} by name select * from ({select}) where {' and '.join(dated) or 'true'}",
-                    list(s.where.values()) + dated_params).fetchone()[0]
-            con.execute("commit")
-        except BaseException:
-            con.execute("rollback")
-            raise
-    return written
-
-
-def _add_new_columns(con: duckdb.DuckDBPyConnection, name: str, payload: str) -> None:
-    existing = {r[0] for r in con.execute(
-        "select column_name from information_schema.columns where table_schema = ? and table_name = ?",
-        [SCHEMA, name]).fetchall()}
-    for column, column_type, *_ in con.execute(f"describe {payload}").fetchall():
-        if column not in existing:
-            con.execute(f"alter table {SCHEMA}.{name} add column {_quote(column)} {column_type}")
-
+# Warehouse ---------------------------------------------------------------------------------
 
 def _read(warehouse: WarehouseResource, sql: str, params: list) -> pd.DataFrame:
     """A query's rows, or an empty frame when the table does not exist yet."""
@@ -282,7 +213,7 @@ def _store_weather(warehouse: WarehouseResource, kind: str, network_id: str, day
     flags = flags.assign(local_date=_local_dates(pd.to_datetime(flags["ts_utc"], utc=True)).dt.date)
     flags = flags[(flags["local_date"] >= days[0]) & (flags["local_date"] <= last)].reset_index(drop=True)
     rows = _horizon_rows(hours[HOURLY_COLUMNS], days, cfg.horizon_days)
-    replace_slices(warehouse, [
+    warehouse.replace_slices(SCHEMA, [
         Slice(f"weather_{kind}_hourly", rows, {"network_id": network_id}, "issue_date", days[0], days[-1]),
         Slice("weather_flags", flags, {"network_id": network_id, "weather_source": kind}, "local_date",
               days[0], last),
@@ -415,7 +346,7 @@ def heat_thresholds(warehouse: WarehouseResource) -> dg.MaterializeResult:
                        for name, t in tables.items()], ignore_index=True)
     frame["n_stations"] = pd.to_numeric(frame["n_stations"])
     frame["n_days"] = pd.to_numeric(frame["n_days"])
-    replace_slices(warehouse, [Slice("heat_thresholds", frame, {})])
+    warehouse.replace_slices(SCHEMA, [Slice("heat_thresholds", frame, {})])
     pivot = frame.pivot_table(index=["table_source", "altitude_band"], columns="month", values="p90_c").reset_index()
     pivot.columns = [c if isinstance(c, str) else f"month {c}" for c in pivot.columns]
     return dg.MaterializeResult(metadata={
@@ -456,53 +387,47 @@ def vegetation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 
 # Risk tables ------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class RiskTable:
-    name: str  # asset name and warehouse table risk.<name>
-    attr: str  # RiskRun attribute
-    stem: str  # file of the risk publication
-    dated: bool  # history by date (the recomputed dates are replaced) or a snapshot of the run (replaced whole)
-    description: str
+# Risk tables: per-partition Parquet, computed in parallel, served through views -------------
 
-
-RISK_TABLES = [
-    RiskTable("fragment_risk_daily", "fragment_risk_daily", "fragment_risk_daily", True,
-              "One row per fragment, date and vector with level (NORMAL included, null = not assessed), metrics and "
-              "matched weather point: the input of the wind/heat maps, bosco and the alert distribution."),
-    RiskTable("grid_risks", "risks", "risks", True,
-              "grid_risks: per segment, date and vector the worst ALERT/WARNING fragment with its metrics (JSON)."),
-    RiskTable("risks_8h", "risks_8h", "risks_8h", True,
-              "grid_risks per 8-hour window (slot 0-2): wind per window, heat repeated on each."),
-    RiskTable("risks_now", "risks_now", "risks_now", False,
-              "Nowcast risks at the run's instant (the last 3 h of observations)."),
-    RiskTable("risk_km", "risk_km", "risk_km", True,
-              "Length-weighted exposure: km at ALERT/WARNING/NORMAL and the risk index per tratta, line and unit."),
-    RiskTable("trendline", "trendline", "trendline", True,
-              "Daily level per network and vector: alert/warning segment counts, ratio and day_risk_level."),
-    RiskTable("trend", "trend", "trend", False,
-              "Per day the maximum gust excess / Tmax over the network's weather points."),
-    RiskTable("tree_strike_spans", "tree_strike_spans", "tree_strike_spans", False,
-              "Stretches of overhead line within reach of a tree of the vegetation layer (generated = true)."),
-    RiskTable("weather_point_days", "point_days", "weather_point_days", True,
-              "Assessed weather point-days (daily wind, Tmax, completeness, heat streak): the history heat "
-              "streaks continue from."),
-]
+TABLE_DESCRIPTIONS = {
+    "fragment_risk_daily": "One row per fragment, date and vector with level (NORMAL included, null = not assessed), "
+                           "metrics and matched weather point: the input of the wind/heat maps, bosco and the alert "
+                           "distribution.",
+    "grid_risks": "grid_risks: per segment, date and vector the worst ALERT/WARNING fragment with its metrics (JSON).",
+    "risks_8h": "grid_risks per 8-hour window (slot 0-2): wind per window, heat repeated on each.",
+    "risks_now": "Nowcast risks at the run's instant (the last 3 h of observations).",
+    "risk_km": "Length-weighted exposure: km at ALERT/WARNING/NORMAL and the risk index per tratta, line and unit.",
+    "trendline": "Daily level per network and vector: alert/warning segment counts, ratio and day_risk_level.",
+    "trend": "Per day the maximum gust excess / Tmax over the network's weather points.",
+    "tree_strike_spans": "Stretches of overhead line within reach of a tree of the vegetation layer (generated = true).",
+    "weather_point_days": "Assessed weather point-days (daily wind, Tmax, completeness, heat streak): the history heat "
+                          "streaks continue from.",
+}
+# The warehouse tables (views over the per-partition Parquet) and the asset keys risk/<name>.
+RISK_TABLES = [t for t in PART_TABLES if t.view]
 PUBLICATION = dg.AssetKey(["risk", "publication"])
 RISK_KM = dg.AssetKey(["risk", "risk_km"])
 GRID_RISKS = dg.AssetKey(["risk", "grid_risks"])
 # The network-partitioned upstreams map by the network dimension (inferred by dagster).
 RISK_DEPS = [FRAGMENTS, VEGETATION, WEATHER_FORECAST, WEATHER_REFERENCE, HEAT_THRESHOLDS]
+# Consecutive issue dates one parallel step computes: a month is 10 steps, enough to keep a few
+# workers busy, few enough that the per-step start-up stays small against the work.
+DAYS_PER_STEP = 3
+# A worker lost mid-step (killed, OOM) or a flaky object store: the step runs again from scratch
+# (it only overwrites its own partition files).
+PARTITION_RETRY = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
-def _risk_spec(key: dg.AssetKey, description: str, kinds: set[str]) -> dg.AssetSpec:
-    return dg.AssetSpec(key, description=description, group_name=GROUP, owners=OWNERS, kinds=kinds,
-                        partitions_def=risk_partitions, deps=RISK_DEPS, automation_condition=RISK_AUTOMATION)
+def _risk_out(key: dg.AssetKey, description: str, kinds: set[str]) -> dg.AssetOut:
+    return dg.AssetOut(key=key, description=description, group_name=GROUP, owners=OWNERS, kinds=kinds,
+                       dagster_type=dg.Nothing, automation_condition=RISK_AUTOMATION)
 
 
-RISK_SPECS = [_risk_spec(dg.AssetKey(["risk", t.name]), t.description, {"python", "duckdb"}) for t in RISK_TABLES] + [
-    _risk_spec(PUBLICATION, "The risk dataset of the read API (docs/publications.md): every table as Parquet and a "
-                            "risk map per horizon date (maps/<date>.geojson), switched atomically.",
-               {"parquet", "geojson"})]
+RISK_OUTS = {t.name: _risk_out(dg.AssetKey(["risk", t.name]), TABLE_DESCRIPTIONS[t.name], {"parquet", "duckdb"})
+             for t in RISK_TABLES} | {
+    "publication": _risk_out(PUBLICATION, "The risk dataset of the read API (docs/publications.md): every table as "
+                                          "Parquet and a risk map per horizon date (maps/<date>.geojson), switched "
+                                          "atomically.", {"parquet", "geojson"})}
 
 
 def _risk_config(warehouse: WarehouseResource) -> RiskConfig:
@@ -517,90 +442,121 @@ def _risk_config(warehouse: WarehouseResource) -> RiskConfig:
     return resolve_p90(cfg, table=table)[0]
 
 
-def _weather_by_date(warehouse: WarehouseResource, network_id: str, days: list[date]
-                     ) -> dict[date, tuple[str, pd.DataFrame]]:
-    """Per issue date the forecast hours when there are any, else the reference hours."""
-    out: dict[date, tuple[str, pd.DataFrame]] = {}
+def _stored_weather(warehouse: WarehouseResource, network_id: str, first: date, last: date) -> pd.DataFrame:
+    """The stored hours of the issue dates ``first .. last`` with their ``weather_source``: the
+    forecast where an issue date has one, else the reference year."""
+    by_issue: dict[date, pd.DataFrame] = {}
     for kind in ("reference", "forecast"):  # forecast last: it wins
         columns = ", ".join(["issue_date", *HOURLY_COLUMNS])
         rows = _read(warehouse, f"select {columns} from {SCHEMA}.weather_{kind}_hourly where network_id = ? "
-                                "and issue_date between ? and ?", [network_id, days[0], days[-1]])
+                                "and issue_date between ? and ?", [network_id, first, last])
         if rows.empty:
             continue
         rows["ts_utc"] = pd.to_datetime(rows["ts_utc"], utc=True)
         for issue, hours in rows.groupby("issue_date"):
-            out[pd.Timestamp(issue).date()] = (kind, hours[HOURLY_COLUMNS].reset_index(drop=True))
-    return out
+            by_issue[pd.Timestamp(issue).date()] = hours.assign(issue_date=pd.Timestamp(issue).date(),
+                                                               weather_source=kind)
+    if not by_issue:
+        return pd.DataFrame(columns=["issue_date", "weather_source", *HOURLY_COLUMNS])
+    return pd.concat([by_issue[d] for d in sorted(by_issue)], ignore_index=True)
 
 
-def _served_today(publication: Publication | None) -> date | None:
-    if publication is None:
-        return None
-    extra = json.loads(publication.file("manifest.json").read_text()).get("extra", {})
-    return date.fromisoformat(extra["today"]) if extra.get("today") else None
+@dataclass(frozen=True)
+class RiskChunk:
+    """One parallel step: consecutive issue dates of one network and where its inputs are staged
+    (Parquet every worker can read, so the step never opens the warehouse)."""
+
+    network_id: str
+    days: list[date]
+    weather_url: str
+    trees_url: str
+    fragments_path: str
+    shapes_path: str
+    cfg: RiskConfig
 
 
-def _behind_served_day(run: RiskRun, published: Publication, served: date, last: date) -> RiskRun:
-    """A backfill ending before the served day replaces its own dates only: the published rows
-    after ``last`` and the served day's snapshot tables (nowcast, trend, summary) stay."""
-    old = load_previous(published)
-    cut = pd.Timestamp(last)
-    tables = {name: pd.concat([frame[pd.to_datetime(frame["date"]) <= cut],
-                               old[name][pd.to_datetime(old[name]["date"]) > cut]], ignore_index=True)
-              for name, frame in run.history_tables().items()}
-    extra = json.loads(published.file("manifest.json").read_text())["extra"]
-    return replace(run, today=served, risks_now=pd.read_parquet(published.file("risks_now.parquet")),
-                   trend=pd.read_parquet(published.file("trend.parquet")), summary=extra["summary"], **tables)
+@dataclass(frozen=True)
+class ChunkResult:
+    network_id: str
+    days: list[date]
+    sources: dict[date, str]
+    written: dict[str, int]
+    worker: str  # host and pid the step ran in (scale-out is visible in the run's metadata)
+
+
+# The graph's upstream assets, as ordering-only inputs of the planning step.
+RISK_DEP_INPUTS = {"_".join(k.path): k for k in RISK_DEPS}
+
+
+@dg.op(ins={name: dg.In(dg.Nothing) for name in RISK_DEP_INPUTS}, out=dg.DynamicOut(RiskChunk), pool="duckdb",
+       description="Reads the run's inputs from the warehouse (the single writer's file) once, stages them as "
+                   "Parquet and fans the run's dates out into steps of a few days each.")
+def risk_plan(context: dg.OpExecutionContext, warehouse: WarehouseResource):
+    cfg = _risk_config(warehouse)
+    root = load_settings().risk_parts_url
+    for network_id, days in _network_dates(context).items():
+        topology = _topology(network_id)
+        trees = _read(warehouse, f"select * exclude (network_id) from {SCHEMA}.vegetation_trees "
+                                 "where network_id = ?", [network_id])
+        if trees.empty:
+            raise dg.Failure(f"no vegetation layer for {network_id!r}: materialise risk/vegetation first")
+        trees["geom"] = [bytes(g) for g in trees["geom"]]
+        weather = _stored_weather(warehouse, network_id, days[0] - timedelta(days=HISTORY_DAYS), days[-1])
+        missing = [d.isoformat() for d in days if d not in set(weather["issue_date"])]
+        if missing:
+            raise dg.Failure(f"no weather for {network_id!r} on {', '.join(missing[:10])}"
+                             f"{' …' if len(missing) > 10 else ''}: materialise risk/weather_forecast or "
+                             "risk/weather_reference for these dates first")
+        staging = f"{root}/_staging/{context.run_id}/{network_id}"
+        put_parquet(weather, f"{staging}/weather.parquet")
+        put_parquet(trees, f"{staging}/trees.parquet")
+        for i in range(0, len(days), DAYS_PER_STEP):
+            chunk = days[i:i + DAYS_PER_STEP]
+            yield dg.DynamicOutput(
+                RiskChunk(network_id, chunk, f"{staging}/weather.parquet", f"{staging}/trees.parquet",
+                          str(topology.file("fragments.parquet")), str(topology.file("shapes.parquet")), cfg),
+                mapping_key=f"{network_id}_{chunk[0]:%Y%m%d}")
+
+
+@dg.op(retry_policy=PARTITION_RETRY,
+       description="Runs the risk model for each issue date of the step and writes every table of that partition "
+                   "as Parquet ($GRID_RISK_PARTS_URL). Outside the duckdb pool: steps run in parallel on as many "
+                   "workers as the executor has.")
+def risk_partition_runs(context: dg.OpExecutionContext, chunk: RiskChunk) -> ChunkResult:
+    root = load_settings().risk_parts_url
+    fragments = pd.read_parquet(chunk.fragments_path)
+    shape_geoms = shapely.from_wkb(pd.read_parquet(chunk.shapes_path, columns=["geom"])["geom"])
+    trees = pd.read_parquet(chunk.trees_url)
+    weather = pd.read_parquet(chunk.weather_url)
+    weather["ts_utc"] = pd.to_datetime(weather["ts_utc"], utc=True)
+    weather["issue_date"] = pd.to_datetime(weather["issue_date"]).dt.date
+    sources, written = {}, defaultdict(int)
+    for day in chunk.days:
+        hours = weather[weather["issue_date"] == day]
+        history = history_hours(weather, day, TZ)
+        previous = None
+        if not history.empty:
+            clean, _ = clean_hourly(history[HOURLY_COLUMNS].reset_index(drop=True), chunk.cfg.weather_quality, TZ)
+            previous = {"point_days": point_days(clean, chunk.cfg, TZ)}
+        run = run_risk(fragments, hours[HOURLY_COLUMNS].reset_index(drop=True), network_id=chunk.network_id,
+                       today=day, now=_as_of(day), local_tz=TZ, cfg=chunk.cfg, previous=previous, trees=trees,
+                       shape_geoms=shape_geoms)
+        sources[day] = str(hours["weather_source"].iloc[0])
+        for table, rows in write_partition(root, run, chunk.cfg.horizon_days, sources[day]).items():
+            written[table] += rows
+        context.log.debug(f"{chunk.network_id} {day}: {sources[day]} weather, {run.quality}")
+    return ChunkResult(chunk.network_id, chunk.days, sources, dict(written), f"{socket.gethostname()}:{os.getpid()}")
 
 
 @dataclass
 class NetworkRun:
     network_id: str
     days: list[date]
-    run: RiskRun
+    run: RiskRun  # the served run assembled from every stored partition of the network
     publication: Publication
     sources: dict[date, str]
     written: dict[str, int]
     behind_served_day: bool
-
-
-def _run_network(warehouse: WarehouseResource, cfg: RiskConfig, network_id: str, days: list[date],
-                 log) -> NetworkRun:
-    settings = load_settings()
-    topology = _topology(network_id)
-    fragments = pd.read_parquet(topology.file("fragments.parquet"))
-    shape_geoms = shapely.from_wkb(pd.read_parquet(topology.file("shapes.parquet"), columns=["geom"])["geom"])
-    trees = _read(warehouse, f"select * exclude (network_id) from {SCHEMA}.vegetation_trees where network_id = ?",
-                  [network_id])
-    if trees.empty:
-        raise dg.Failure(f"no vegetation layer for {network_id!r}: materialise risk/vegetation first")
-    trees["geom"] = [bytes(g) for g in trees["geom"]]
-    weather = _weather_by_date(warehouse, network_id, days)
-    missing = [d.isoformat() for d in days if d not in weather]
-    if missing:
-        raise dg.Failure(f"no weather for {network_id!r} on {', '.join(missing[:10])}"
-                         f"{' …' if len(missing) > 10 else ''}: materialise risk/weather_forecast or "
-                         "risk/weather_reference for these dates first")
-    published = current(settings.published_dir, DATASET, network_id)
-    previous = load_previous(published)
-    run = None
-    for day in days:
-        kind, hourly = weather[day]
-        # Spans do not depend on the date: computed once, on the last day.
-        run = run_risk(fragments, hourly, network_id=network_id, today=day, now=_as_of(day), local_tz=TZ, cfg=cfg,
-                       previous=previous, trees=trees if day == days[-1] else None, shape_geoms=shape_geoms)
-        previous = run.history_tables()
-        log.debug(f"{network_id} {day}: {kind} weather, {run.quality}")
-    served = _served_today(published)
-    behind = served is not None and served > days[-1]
-    if behind:
-        run = _behind_served_day(run, published, served, days[-1])
-    publication = publish_risk(settings.published_dir, run, cfg)
-    written = replace_slices(warehouse, [
-        Slice(t.name, publication.file(f"{t.stem}.parquet"), {"network_id": network_id},
-              "date" if t.dated else None, days[0] if t.dated else None, days[-1] if behind else None)
-        for t in RISK_TABLES])
-    return NetworkRun(network_id, days, run, publication, {d: weather[d][0] for d in days}, written, behind)
 
 
 def _levels_table(trendline: pd.DataFrame, first: date) -> str:
@@ -634,18 +590,18 @@ def _trendline_plot(trendline: pd.DataFrame, cfg: RiskConfig) -> str:
     return f"![trendline](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
 
 
-def _table_metadata(outcomes: list[NetworkRun], table: RiskTable) -> dict:
+def _table_metadata(outcomes: list[NetworkRun], table: PartTable) -> dict:
     frames = [getattr(o.run, table.attr) for o in outcomes]
     rows = sum(len(f) for f in frames if f is not None)
     metadata: dict = {"dagster/row_count": rows,
-                      "rows_written_to_warehouse": sum(o.written.get(table.name, 0) for o in outcomes)}
+                      "rows_written_to_partitions": sum(o.written.get(table.name, 0) for o in outcomes)}
     if table.dated:
         metadata["dates_covered"] = "; ".join(f"{o.network_id}: {_date_span(f)}" for o, f in zip(outcomes, frames, strict=True))
     return metadata
 
 
-def _run_metadata(outcomes: list[NetworkRun], cfg: RiskConfig) -> dict:
-    """Run-level metadata on fragment_risk_daily: dates, weather sources, days without level."""
+def _run_metadata(outcomes: list[NetworkRun], cfg: RiskConfig, results: list[ChunkResult]) -> dict:
+    """Run-level metadata on fragment_risk_daily: dates, weather sources, days without level, workers."""
     sources, gaps, unassessed = [], [], []
     for o in outcomes:
         for kind in sorted(set(o.sources.values())):
@@ -654,7 +610,7 @@ def _run_metadata(outcomes: list[NetworkRun], cfg: RiskConfig) -> dict:
         last = o.days[-1] + timedelta(days=cfg.horizon_days - 1)
         days = o.run.point_days
         in_run = pd.to_datetime(days["date"]).between(pd.Timestamp(o.days[0]), pd.Timestamp(last))
-        bad = days[in_run & ~(days["wind_complete"] & days["temp_complete"])]
+        bad = days[in_run & ~(days["wind_complete"].astype(bool) & days["temp_complete"].astype(bool))]
         gaps.append(bad[["point_id", "date", "hours_missing_wind", "hours_missing_temp"]].assign(
             network_id=o.network_id, date=pd.to_datetime(bad["date"]).dt.date))
         frd = o.run.fragment_risk_daily
@@ -673,21 +629,48 @@ def _run_metadata(outcomes: list[NetworkRun], cfg: RiskConfig) -> dict:
         "days_without_level": dg.MetadataValue.md(_markdown(gap_rows)),
         "fragment_days_not_assessed": dg.MetadataValue.md(_markdown(pd.concat(unassessed, ignore_index=True))),
         "p90_source": outcomes[0].run.p90_source,
+        "partition_steps": len(results),
+        "workers": ", ".join(sorted({r.worker for r in results})),
     }
 
 
-@dg.multi_asset(name="risk_tables", specs=RISK_SPECS, partitions_def=risk_partitions, backfill_policy=SINGLE_RUN,
-                pool="duckdb", can_subset=False)
-def risk_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Runs the risk model for the run's dates of each network in order, then publishes the dataset
-    and replaces the recomputed rows of every ``risk`` table in one transaction."""
+def _view_sql(con: duckdb.DuckDBPyConnection, root: str, table: PartTable) -> str:
+    """The view of ``risk.<table>``: every network's served rows, network_id first, without the
+    geometry (it stays in the publication; the warehouse serves BI)."""
+    columns = [r[0] for r in con.execute(f"describe {table_sql(root, table)}").fetchall()]
+    keep = ["network_id"] + [c for c in columns if c not in ("network_id", *WAREHOUSE_DROP)]
+    return table_sql(root, table, columns=keep)
+
+
+@dg.op(pool="duckdb", out={name: dg.Out(dg.Nothing) for name in RISK_OUTS},
+       description="The small single-writer step: assembles each network's served run from its partitions, "
+                   "publishes it atomically and points the warehouse views risk.* at the Parquet.")
+def risk_publish(context: dg.OpExecutionContext, warehouse: WarehouseResource, results: list[ChunkResult]):
     cfg = _risk_config(warehouse)
-    outcomes = [_run_network(warehouse, cfg, network_id, days, context.log)
-                for network_id, days in _network_dates(context).items()]
+    settings = load_settings()
+    root = settings.risk_parts_url
+    by_network: dict[str, list[ChunkResult]] = defaultdict(list)
+    for result in results:
+        by_network[result.network_id].append(result)
+    outcomes = []
+    for network_id, parts in sorted(by_network.items()):
+        days = sorted(d for p in parts for d in p.days)
+        run = assemble(root, network_id, cfg)
+        written: dict[str, int] = defaultdict(int)
+        for p in parts:
+            for table, rows in p.written.items():
+                written[table] += rows
+        publication = publish_risk(settings.published_dir, run, cfg)
+        outcomes.append(NetworkRun(network_id, days, run, publication, {d: s for p in parts for d, s in p.sources.items()},
+                                   dict(written), run.today > days[-1]))
+    with connect(root) as con:
+        views = {t.name: _view_sql(con, root, t) for t in RISK_TABLES}
+    warehouse.replace_views(SCHEMA, views, object_store_statements(root))
+    _remove_staging(root, context.run_id)
     for table in RISK_TABLES:
         metadata = _table_metadata(outcomes, table)
         if table.name == "fragment_risk_daily":
-            metadata |= _run_metadata(outcomes, cfg)
+            metadata |= _run_metadata(outcomes, cfg, results)
         if table.name == "trendline":
             for o in outcomes:
                 metadata[f"day_level_{o.network_id}"] = dg.MetadataValue.md(_levels_table(o.run.trendline, o.days[0]))
@@ -700,14 +683,32 @@ def risk_tables(context: dg.AssetExecutionContext, warehouse: WarehouseResource)
                                    & (pd.to_datetime(o.run.risk_km["date"]) >= pd.Timestamp(o.days[0]))]
                 metadata[f"km_alert_{o.network_id}"] = round(float(km["km_alert"].sum()), 3)
                 metadata[f"km_warning_{o.network_id}"] = round(float(km["km_warning"].sum()), 3)
-        yield dg.MaterializeResult(asset_key=dg.AssetKey(["risk", table.name]), metadata=metadata)
-    yield dg.MaterializeResult(asset_key=PUBLICATION, metadata={
+        yield dg.Output(None, table.name, metadata=metadata)
+    yield dg.Output(None, "publication", metadata={
         "versions": "; ".join(f"{o.network_id}: {o.publication.version}" for o in outcomes),
         "content_hashes": "; ".join(f"{o.network_id}: {o.publication.content_hash}" for o in outcomes),
         "path": dg.MetadataValue.path(str(outcomes[-1].publication.path)),
         "maps": sum(k.startswith("maps/") for o in outcomes for k in o.publication.files),
         "served_today": "; ".join(f"{o.network_id}: {o.run.today}" for o in outcomes),
+        "partitions_url": root,
     })
+
+
+def _remove_staging(root: str, run_id: str) -> None:
+    fs, path = fsspec.core.url_to_fs(f"{root}/_staging/{run_id}")
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+@dg.graph_multi_asset(outs=RISK_OUTS, ins={name: dg.AssetIn(key=k, dagster_type=dg.Nothing)
+                                           for name, k in RISK_DEP_INPUTS.items()},
+                      partitions_def=risk_partitions, backfill_policy=SINGLE_RUN, can_subset=False, group_name=GROUP)
+def risk_tables(**upstream):
+    """Risk model per (date, network) partition: a small planning step in pool ``duckdb`` stages the
+    inputs, parallel steps (DAYS_PER_STEP dates each) write per-partition Parquet outside the pool,
+    and one final step in pool ``duckdb`` publishes the dataset and the warehouse views."""
+    chunks = risk_plan(**upstream)
+    return risk_publish(chunks.map(risk_partition_runs).collect())
 
 
 # Checks over the whole warehouse ------------------------------------------------------------

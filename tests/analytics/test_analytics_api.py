@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import jwt
 import pytest
-from conftest import NETWORK, analytics_platform
+from analytics_platform_fixtures import NETWORK, analytics_platform
 
 from grid_platform.analytics import CascadeParams, scenario_params, simulate_storm
 from grid_platform.analytics.snapshot import load_snapshot

@@ -16,7 +16,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NETWORK, analytics_platform
+from analytics_platform_fixtures import NETWORK, analytics_platform
 
 from grid_platform.analytics import GridGraph, graph_from_network, scenario_params, simulate_storm
 from grid_platform.analytics.snapshot import load_snapshot

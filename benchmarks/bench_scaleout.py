@@ -1,0 +1,108 @@
+"""Benchmark: a month of daily risk partitions of the largest demo network (oberrhein_mv, the
+pandapower MV Oberrhein grid on its real line routes) backfilled as one run, whose partition
+steps execute on celery workers over the machine's RabbitMQ broker.
+
+Ours: two celery workers (one step process each). Baseline: one celery worker. Same job, same
+inputs (topology, generated vegetation, thresholds and a month of DWD reference weather,
+prepared once in-process), each run writing its own per-partition Parquet store; the two
+stores must hold equal rows (raise otherwise). Only the run is timed, workers already up.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import dagster as dg
+
+from grid_platform.assets.risk import heat_thresholds, risk_assets, vegetation, weather_reference
+from grid_platform.assets.topology import grid_topology, networks
+from grid_platform.executors import celery_workers, grid_executor
+from grid_platform.resources.warehouse import WarehouseResource
+from grid_platform.risk.partitions import stored_tables
+from grid_platform.sensors.risk import risk_tables_job
+from grid_platform.weather.dwd_try import TRY_DIR_NAME, try_files
+
+NETWORK = "oberrhein_mv"
+FIRST, LAST = date(2025, 7, 1), date(2025, 7, 30)
+TAGS = {"dagster/asset_partition_range_start": dg.MultiPartitionKey({"date": FIRST.isoformat(), "network": NETWORK}),
+        "dagster/asset_partition_range_end": dg.MultiPartitionKey({"date": LAST.isoformat(), "network": NETWORK})}
+
+
+def risk_tables_on_workers() -> dg.JobDefinition:
+    """The job the workers rebuild (module scope, reconstructable)."""
+    defs = dg.Definitions(assets=[grid_topology, *risk_assets], jobs=[risk_tables_job], executor=grid_executor(),
+                          resources={"warehouse": WarehouseResource(path=dg.EnvVar("GRID_WAREHOUSE"),
+                                                                    pipelines_dir=dg.EnvVar("GRID_DATA_DIR"))})
+    return defs.resolve_job_def(risk_tables_job.name)
+
+
+def prepare(instance: dg.DagsterInstance, work: Path) -> None:
+    warehouse = WarehouseResource(path=os.environ["GRID_WAREHOUSE"], pipelines_dir=str(work / "dlt"))
+    resources = {"warehouse": warehouse}
+    instance.add_dynamic_partitions(networks.name, [NETWORK])
+    for assets, kwargs in (([grid_topology], {"partition_key": NETWORK}), ([vegetation], {"partition_key": NETWORK}),
+                           ([heat_thresholds], {}), ([weather_reference], {"tags": TAGS})):
+        if not dg.materialize(assets, instance=instance, resources=resources, **kwargs).success:
+            raise RuntimeError(f"preparing {assets[0].key} failed")
+
+
+def timed_run(instance: dg.DagsterInstance, workers: int, work: Path) -> tuple[float, dict[str, pd.DataFrame]]:
+    store = work / f"parts_{workers}_workers"
+    os.environ["GRID_RISK_PARTS_URL"] = str(store)
+    (work / f"logs_{workers}").mkdir()
+    with celery_workers(workers, work / f"logs_{workers}"):
+        start = time.perf_counter()
+        with dg.execute_job(dg.reconstructable(risk_tables_on_workers), instance=instance, tags=TAGS) as result:
+            elapsed = time.perf_counter() - start
+            if not result.success:
+                raise RuntimeError(f"risk backfill on {workers} worker(s) failed")
+            steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.all_events
+                     if e.event_type == dg.DagsterEventType.STEP_SUCCESS}
+    heavy_keys = [k for k in steps if "risk_partition_runs" in k]
+    heavy = [steps[k] for k in heavy_keys]
+    print(json.dumps({"workers": workers, "run_s": round(elapsed, 1), "heavy_steps": len(heavy),
+                      "heavy_step_s_sum": round(sum(heavy), 1),
+                      "other_steps_s": {k: round(v, 1) for k, v in steps.items() if k not in heavy_keys}}), file=sys.stderr)
+    return elapsed, stored_tables(str(store))
+
+
+def main() -> None:
+    project_try = ROOT / "data" / "downloads" / TRY_DIR_NAME
+    if len(try_files(project_try)) != 15:
+        raise SystemExit("DWD TRY files missing: run `make data` first")
+    with tempfile.TemporaryDirectory(prefix="bench-scaleout-") as tmp:
+        work = Path(tmp)
+        os.environ.update({
+            "GRID_DATA_DIR": str(work / "data"), "GRID_WAREHOUSE": str(work / "warehouse.duckdb"),
+            "GRID_TRY_DIR": str(project_try), "DAGSTER_HOME": str(work / "dagster"), "GRID_EXECUTOR": "celery",
+            "CELERY_QUEUE": f"grid_bench_{uuid.uuid4().hex[:10]}",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")])),
+        })
+        (work / "dagster").mkdir()
+        with dg.instance_for_test(temp_dir=str(work / "dagster")) as instance:
+            prepare(instance, work)
+            baseline_s, baseline = timed_run(instance, 1, work)
+            ours_s, ours = timed_run(instance, 2, work)
+        for table, frame in baseline.items():
+            pd.testing.assert_frame_equal(ours[table], frame, check_dtype=False, obj=table)
+    days = (LAST - FIRST).days + 1
+    print(json.dumps({"name": "risk_backfill_two_celery_workers_vs_one", "n": days, "ours_s": round(ours_s, 3),
+                      "baseline_s": round(baseline_s, 3), "ratio": round(baseline_s / ours_s, 3),
+                      "network": NETWORK, "rows": int(sum(len(f) for f in ours.values()))}))
+
+
+if __name__ == "__main__":
+    main()
