@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p "$DAGSTER_HOME" "$GRID_DATA_DIR" logs
 cp dagster.yaml "$DAGSTER_HOME/dagster.yaml"
+# Reports of the demo go to the recording nudging stand-in, so dispatch is on unless told otherwise.
+export GRID_ALERTS_ENABLED="${GRID_ALERTS_ENABLED:-true}"
 
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
