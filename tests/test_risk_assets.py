@@ -404,3 +404,20 @@ def test_dbt_marts_answer_most_alert_km_last_month(platform, backfilled, tmp_pat
     events = platform.query("select event_days, alert_days from risk_events_monthly where network_id = ? "
                             "and risk_vector = 'heat' and month_start = '2025-07-01'", [NETWORK])
     assert events and events[0][1] >= 4  # heat ALERT on 15 .. 18 July at least
+
+
+def test_a_network_without_trees_has_a_layer_and_a_network_without_a_layer_fails(tmp_path):
+    from grid_platform.assets.risk import read_vegetation_trees
+
+    warehouse = WarehouseResource(path=str(tmp_path / "w.duckdb"), pipelines_dir=str(tmp_path / "dlt"))
+    with pytest.raises(dg.Failure, match="no vegetation layer for 'all_cable'"):
+        read_vegetation_trees(warehouse, "all_cable")
+    # An all-cable network (e.g. an LV grid) grows no trees, and its risk run needs none.
+    warehouse.replace_rows("risk", "vegetation_layers", pd.DataFrame([{"network_id": "all_cable", "trees": 0}]),
+                           {"network_id": "all_cable"})
+    warehouse.replace_rows("risk", "vegetation_trees",
+                           pd.DataFrame({"network_id": ["other"], "tree_id": ["t1"], "height_m": [20.0]}),
+                           {"network_id": "other"})
+    assert read_vegetation_trees(warehouse, "all_cable").empty
+    with pytest.raises(dg.Failure, match="'missing'"):
+        read_vegetation_trees(warehouse, "missing")

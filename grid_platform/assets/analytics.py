@@ -8,7 +8,7 @@ buses) and publishes it atomically as dataset ``analytics_graph`` (``graph.npz``
 publishes dataset ``analytics``: the graph it used plus ``centrality.parquet``, one consistent
 pair that cascades (assets and the read API) load instead of rebuilding anything.
 
-Risk inputs (trees, ALERT segments) are read through :func:`read_vegetation_trees` and
+Risk inputs (trees, ALERT segments) are read through :func:`read_vegetation_points` and
 :func:`read_alert_segments` only, so a change of how the risk assets store them is one place.
 """
 
@@ -138,17 +138,10 @@ def _impact_row(impact: StormImpact) -> dict:
 
 # Reading the risk assets' results: the one place that knows their storage --------------------
 
-def read_vegetation_trees(warehouse: WarehouseResource, network_id: str) -> gpd.GeoDataFrame:
+def read_vegetation_points(warehouse: WarehouseResource, network_id: str) -> gpd.GeoDataFrame:
     """The risk vegetation layer of a network (tree_id, height_m, points in EPSG:32632)."""
-    with warehouse.connect() as con:
-        try:
-            trees = con.execute("select * exclude (network_id) from risk.vegetation_trees where network_id = ?",
-                                [network_id]).df()
-        except duckdb.CatalogException:
-            trees = pd.DataFrame()
-    if trees.empty:
-        raise dg.Failure(f"no vegetation layer for {network_id!r}: materialise risk/vegetation first")
-    geometry = shapely.from_wkb([bytes(g) for g in trees.pop("geom")])
+    trees = read_vegetation_points(warehouse, network_id)
+    geometry = shapely.from_wkb([bytes(g) for g in trees.pop("geom")]) if len(trees) else []
     return gpd.GeoDataFrame(trees, geometry=geometry, crs=UTM32)
 
 
@@ -452,7 +445,7 @@ def _vegetation_plot(trees: pd.DataFrame) -> dg.MetadataValue:
 )
 def vegetation_exposure(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
     network_id = context.partition_key
-    trees = read_vegetation_trees(warehouse, network_id)
+    trees = read_vegetation_points(warehouse, network_id)
     lines = _topology_lines(network_id)
     graph = GridGraph.load(_publication(GRAPH_DATASET, network_id, "analytics/grid_graph").file(GRAPH_FILE))
     scored = vegetation_risk(trees, lines, assets_from_graph(graph), metric_crs=OBERRHEIN_CRS)

@@ -368,13 +368,17 @@ def vegetation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     network_id = context.partition_key
     frags = prepare_fragments(pd.read_parquet(_topology(network_id).file("fragments.parquet")))
     trees = generate_trees(frags, network_id, cfg)
-    warehouse.replace_rows(SCHEMA, "vegetation_trees", trees.assign(network_id=network_id),
-                           {"network_id": network_id})
     attributes = tree_attributes(frags, trees, cfg)
     tiers = (attributes["strike_tree_tier"].fillna("none").value_counts().rename_axis("derived_tier")
              .reset_index(name="overhead_fragments"))
     overhead_km = float(shapely.length(frags.geoms[~frags.frame["conductor_type"].isin(
         cfg.tree_strike.excluded_conductors).to_numpy()]).sum()) / 1000
+    warehouse.replace_rows(SCHEMA, "vegetation_trees", trees.assign(network_id=network_id),
+                           {"network_id": network_id})
+    # The layer's own row: an all-cable network has a layer without trees, which is not a missing layer.
+    layer = pd.DataFrame([{"network_id": network_id, "trees": len(trees), "overhead_km": overhead_km,
+                           "generated": True, "generated_at": datetime.now(UTC)}])
+    warehouse.replace_rows(SCHEMA, "vegetation_layers", layer, {"network_id": network_id})
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(trees),
         "generated": True,
@@ -383,6 +387,15 @@ def vegetation(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
         "height_m_mean": round(float(trees["height_m"].mean()), 1) if len(trees) else None,
         "tiers_of_overhead_fragments": dg.MetadataValue.md(tiers.to_markdown(index=False)),
     })
+
+
+def read_vegetation_trees(warehouse: WarehouseResource, network_id: str) -> pd.DataFrame:
+    """The trees of a network's vegetation layer (none along an all-cable network); fails when the
+    layer was never materialised."""
+    if _read(warehouse, f"select 1 from {SCHEMA}.vegetation_layers where network_id = ?", [network_id]).empty:
+        raise dg.Failure(f"no vegetation layer for {network_id!r}: materialise risk/vegetation first")
+    return _read(warehouse, f"select * exclude (network_id) from {SCHEMA}.vegetation_trees where network_id = ?",
+                 [network_id])
 
 
 # Risk tables ------------------------------------------------------------------------------
@@ -496,10 +509,7 @@ def risk_plan(context: dg.OpExecutionContext, warehouse: WarehouseResource):
     root = load_settings().risk_parts_url
     for network_id, days in _network_dates(context).items():
         topology = _topology(network_id)
-        trees = _read(warehouse, f"select * exclude (network_id) from {SCHEMA}.vegetation_trees "
-                                 "where network_id = ?", [network_id])
-        if trees.empty:
-            raise dg.Failure(f"no vegetation layer for {network_id!r}: materialise risk/vegetation first")
+        trees = read_vegetation_trees(warehouse, network_id)
         trees["geom"] = [bytes(g) for g in trees["geom"]]
         weather = _stored_weather(warehouse, network_id, days[0] - timedelta(days=HISTORY_DAYS), days[-1])
         missing = [d.isoformat() for d in days if d not in set(weather["issue_date"])]
