@@ -28,8 +28,8 @@ de-duplicated by the receiver. ``SendResult.outcome``:
 * ``rejected``: any other 4xx (400 unknown scenario, 422 invalid facts, ...): not retried,
   retrying the same body cannot help.
 * ``failed``: timeouts, connection errors, 408, 429 and 5xx on every one of
-  ``policy.max_tries`` tries (exponential back-off ``backoff_s · 2^n`` capped at
-  ``backoff_max_s``; a ``Retry-After`` in seconds is honoured up to the cap).
+  ``policy.max_tries`` tries (``grid_platform.http_retry``: exponential back-off
+  ``backoff_s · 2^n`` capped at ``backoff_max_s``; a ``Retry-After`` replaces it, up to the cap).
 
 A 401 makes the token provider fetch a new token before the next try.
 
@@ -46,20 +46,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol, Self
 
 import httpx
 
+from grid_platform import http_retry
 from grid_platform.alerts.config import env_number, env_str
 from grid_platform.settings import load_settings
-
-log = logging.getLogger(__name__)
 
 INGEST_PATH = "/admin/ingest-event"
 SCHEDULED_PATH = "/admin/scheduled-events"
@@ -83,16 +81,15 @@ class SendResult:
         return self.outcome in ("sent", "duplicate")
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    timeout_s: float = 10.0
-    max_tries: int = 4
-    backoff_s: float = 0.5
-    backoff_max_s: float = 8.0
+class TokenError(RuntimeError):
+    pass
 
-    def __post_init__(self) -> None:
-        if self.max_tries < 1 or self.timeout_s <= 0 or self.backoff_s < 0 or self.backoff_max_s < 0:
-            raise ValueError(f"invalid retry policy {self}")
+
+@dataclass(frozen=True)
+class RetryPolicy(http_retry.RetryPolicy):
+    """The shared retry policy; a token that cannot be fetched is transient too."""
+
+    transient_errors: tuple[type[Exception], ...] = (httpx.TransportError, TokenError)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RetryPolicy:
@@ -101,15 +98,6 @@ class RetryPolicy:
                    max_tries=int(env_number(env, "NUDGING_MAX_TRIES", 4, minimum=1, integer=True)),
                    backoff_s=env_number(env, "NUDGING_BACKOFF_S", 0.5, minimum=0.0),
                    backoff_max_s=env_number(env, "NUDGING_BACKOFF_MAX_S", 8.0, minimum=0.0))
-
-    def delay(self, tries_done: int, retry_after: str | None) -> float:
-        delay = self.backoff_s * 2 ** (tries_done - 1)
-        if retry_after is not None:
-            try:
-                delay = max(delay, float(retry_after))
-            except ValueError:
-                pass  # an HTTP-date Retry-After: keep the exponential delay
-        return min(delay, self.backoff_max_s)
 
 
 class TokenProvider(Protocol):
@@ -168,10 +156,6 @@ class ClientCredentials:
         self._expires_at = time.monotonic() + max(expires_in - self.refresh_margin_s, 0.0)
 
 
-class TokenError(RuntimeError):
-    pass
-
-
 def _bare(token: str) -> str:
     token = token.strip()
     return token[7:].strip() if token.lower().startswith("bearer ") else token
@@ -198,32 +182,26 @@ def post_with_retries(http: httpx.Client, url: str, content: bytes, headers: Cal
                       policy: RetryPolicy, *, on_unauthorized: Callable[[], None] | None = None) -> SendResult:
     """POST ``content`` until it is answered for good or ``policy.max_tries`` are spent.
 
-    ``headers()`` is called per try (fresh token, fresh signature timestamp).
+    ``headers()`` is called per try (fresh token, fresh signature timestamp). With
+    ``on_unauthorized``, a 401 is retried after calling it (a stale token); without, it is final.
     """
-    detail: str | None = None
-    status: int | None = None
-    for tries in range(1, policy.max_tries + 1):
-        retry_after = None
-        try:
-            response = http.post(url, content=content, headers=headers(), timeout=policy.timeout_s)
-        except (httpx.TransportError, TokenError) as exc:  # timeouts, refused connections, broken answers
-            status, detail = None, f"{type(exc).__name__}: {exc}"
-        else:
-            status = response.status_code
-            if 200 <= status < 300:
-                return SendResult("sent", status, tries)
-            if status == 409:
-                return SendResult("duplicate", status, tries, response.text[:500])
-            detail = f"HTTP {status}: {response.text[:500]}"
-            if status == 401 and on_unauthorized is not None:
-                on_unauthorized()
-            elif status < 500 and status not in (408, 429):
-                return SendResult("rejected", status, tries, detail)
-            retry_after = response.headers.get("retry-after")
-        if tries < policy.max_tries:
-            log.info("POST %s try %d/%d failed (%s); retrying", url, tries, policy.max_tries, detail)
-            time.sleep(policy.delay(tries, retry_after))
-    return SendResult("failed", status, policy.max_tries, detail)
+    def unauthorized(attempt: http_retry.Try) -> None:
+        if attempt.status_code == 401 and on_unauthorized is not None:
+            on_unauthorized()
+
+    if on_unauthorized is not None:
+        policy = replace(policy, transient_statuses=policy.transient_statuses | {401})
+    try:
+        answer = http_retry.call(http, "POST", url, policy, content=content, headers=headers,
+                                 on_attempt=unauthorized)
+    except http_retry.RetriesExhausted as exc:
+        return SendResult("failed", exc.last.status_code, policy.max_tries, exc.last.detail)
+    status = answer.response.status_code
+    if answer.response.is_success:
+        return SendResult("sent", status, answer.number)
+    if status == 409:
+        return SendResult("duplicate", status, answer.number, answer.response.text[:500])
+    return SendResult("rejected", status, answer.number, answer.detail)
 
 
 class NudgingClient:

@@ -6,18 +6,23 @@ retry on other 4xx; on 429 or an exhausted window (``x-ratelimit-remaining: 0``)
 ``x-ratelimit-reset`` (milliseconds, clamped to 1..1000 s) when that fits the caller's wait
 budget, otherwise defer the call to a later cycle. Every attempt, failed ones included, is
 handed to ``on_attempt`` as it happens, so a crash later in the run never loses the log.
+The loop itself is ``grid_platform.http_retry``; this module adds the CKW rules to it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any, Self
 
 import httpx
+
+from grid_platform import http_retry
 
 PRICES = "/v1/netzinformationen/energie/dynamische-preise"
 TRA = "/v1/netzinformationen/trasignale/{datum}"
@@ -78,16 +83,23 @@ class CkwResponse:
     request: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class RetryPolicy:
+    """The CKW retry rules (ckw.md §6, §8) in the terms of ``CkwApiResource``'s settings."""
+
     max_attempts: int = 4
     backoff_base_s: float = 5.0
     jitter_ratio: float = 0.25
     max_rate_wait_s: float = 60.0
 
-    def backoff(self, failed_attempts: int, rng: random.Random) -> float:
-        base = self.backoff_base_s * 2 ** (failed_attempts - 1)
-        return base + rng.uniform(0, base * self.jitter_ratio)
+    def http(self, timeout_s: float) -> http_retry.RetryPolicy:
+        # Only 429 and 5xx are transient (408 is a client error here); an unreadable body
+        # (ValueError) is too. The back-off is not capped: 5, 10, 20 s by default.
+        return http_retry.RetryPolicy(
+            timeout_s=timeout_s, max_tries=self.max_attempts, backoff_s=self.backoff_base_s,
+            backoff_max_s=math.inf, jitter=self.jitter_ratio, max_wait_s=self.max_rate_wait_s,
+            transient_statuses=frozenset({429, *range(500, 600)}),
+            transient_errors=(httpx.TransportError, ValueError))
 
 
 def _int_header(response: httpx.Response, name: str) -> int | None:
@@ -129,10 +141,10 @@ class CkwClient:
     def __post_init__(self) -> None:
         self._http = httpx.Client(
             base_url=self.base_url.rstrip("/"),
-            timeout=self.timeout_s,
             transport=self.transport,
             headers={"accept": "application/json", "user-agent": "grid-platform/0.1"},
         )
+        self._policy = self.retry.http(self.timeout_s)
         self._rng = random.Random(self.seed)
         self._call_seq = 0
         # Earliest monotonic time each endpoint may be called again (rate-limit window).
@@ -141,7 +153,7 @@ class CkwClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "CkwClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -165,67 +177,39 @@ class CkwClient:
         self._call_seq += 1
         seq = self._call_seq
         request = str(httpx.URL(path, params=params))
-        last_error = "no attempt made"
-        for attempt in range(1, self.retry.max_attempts + 1):
-            wait = self._not_before.get(endpoint, 0.0) - time.monotonic()
-            if wait > 0:
-                if wait > self.retry.max_rate_wait_s:
-                    self._record(seq, attempt, endpoint, request, None, 0, None, "deferred",
-                                 f"rate limit: next call allowed in {wait:.0f} s", None)
-                    raise CkwDeferred(f"GET {request} deferred: rate limit resets in {wait:.0f} s")
-                self.sleep(wait)
-            started = time.monotonic()
-            try:
-                response = self._http.get(path, params=params)
-            except httpx.TransportError as exc:
-                elapsed = int((time.monotonic() - started) * 1000)
-                last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                self._record(seq, attempt, endpoint, request, None, elapsed, None, "transport_error",
-                             last_error, None)
-                self._backoff(attempt)
-                continue
-            elapsed = int((time.monotonic() - started) * 1000)
-            status = response.status_code
-            self._note_rate_limit(endpoint, response)
-            if status == 429:
-                last_error = f"HTTP 429: {_error_text(response)}"
-                self._record(seq, attempt, endpoint, request, status, elapsed, None, "rate_limited",
-                             last_error, response)
-                reset = self._reset_seconds(response)
-                if reset > self.retry.max_rate_wait_s:
-                    raise CkwDeferred(f"GET {request} rate limited; reset in {reset:.0f} s")
-                self._not_before[endpoint] = time.monotonic() + reset
-                continue
-            if status >= 500:
-                last_error = f"HTTP {status}: {_error_text(response)}"
-                self._record(seq, attempt, endpoint, request, status, elapsed, None, "http_error",
-                             last_error, response)
-                self._backoff(attempt)
-                continue
-            if status >= 400:
-                message = f"HTTP {status}: {_error_text(response)}"
-                self._record(seq, attempt, endpoint, request, status, elapsed, None, "http_error",
-                             message, response)
-                raise CkwHttpError(f"GET {request} failed: {message}", status)
-            try:
-                payload = json.loads(response.content)
-            except ValueError as exc:
-                # Malformed or truncated body: a transient fault as far as the retry goes.
-                last_error = f"unreadable JSON body ({len(response.content)} bytes): {exc}"
-                self.on_bad_body(endpoint, last_error, response.content[:2000].decode("utf-8", "replace"))
-                self._record(seq, attempt, endpoint, request, status, elapsed, None, "invalid_payload",
-                             last_error, response)
-                self._backoff(attempt)
-                continue
-            self._record(seq, attempt, endpoint, request, status, elapsed, True, "ok", None, response)
-            return CkwResponse(payload=payload, call_seq=seq, request=request)
-        raise CkwUnavailable(
-            f"GET {self.base_url}{request} failed after {self.retry.max_attempts} attempts; last error: {last_error}"
-        )
+        wait = self._not_before.get(endpoint, 0.0) - time.monotonic()
+        if wait > self.retry.max_rate_wait_s:
+            self._record(seq, endpoint, request, http_retry.Try(1, 0.0, "transient"), "deferred",
+                         f"rate limit: next call allowed in {wait:.0f} s")
+            raise CkwDeferred(f"GET {request} deferred: rate limit resets in {wait:.0f} s")
+        if wait > 0:
+            self.sleep(wait)
 
-    def _backoff(self, attempt: int) -> None:
-        if attempt < self.retry.max_attempts:
-            self.sleep(self.retry.backoff(attempt, self._rng))
+        def payload(response: httpx.Response) -> Any:
+            if response.status_code >= 400:
+                message = f"HTTP {response.status_code}: {_error_text(response)}"
+                raise CkwHttpError(f"GET {request} failed: {message}", response.status_code)
+            try:
+                return json.loads(response.content)
+            except ValueError as exc:  # malformed or truncated: retried like a transport fault
+                reason = f"unreadable JSON body ({len(response.content)} bytes): {exc}"
+                self.on_bad_body(endpoint, reason, response.content[:2000].decode("utf-8", "replace"))
+                raise ValueError(reason) from exc
+
+        def record(attempt: http_retry.Try) -> None:
+            if attempt.response is not None:
+                self._note_rate_limit(endpoint, attempt.response)
+            self._record(seq, endpoint, request, attempt, *_health(attempt))
+
+        try:
+            answer = http_retry.call(self._http, "GET", path, self._policy, params=params, read=payload,
+                                     on_attempt=record, server_wait=self._rate_wait, sleep=self.sleep, rng=self._rng)
+        except http_retry.RetryDeferred as exc:
+            raise CkwDeferred(f"GET {request} rate limited; reset in {exc.wait_s:.0f} s") from exc
+        except http_retry.RetriesExhausted as exc:
+            raise CkwUnavailable(f"GET {self.base_url}{request} failed after {self.retry.max_attempts} attempts; "
+                                 f"last error: {_health(exc.last)[1]}") from exc
+        return CkwResponse(payload=answer.value, call_seq=seq, request=request)
 
     @staticmethod
     def _reset_seconds(response: httpx.Response) -> float:
@@ -233,26 +217,46 @@ class CkwClient:
         seconds = (reset_ms or 0) / 1000.0
         return min(max(seconds, RESET_MIN_S), RESET_MAX_S)
 
+    def _rate_wait(self, response: httpx.Response) -> float | None:
+        """The API's wait before a retry: until the window resets, on 429 or an exhausted window."""
+        if response.status_code == 429 or _int_header(response, "x-ratelimit-remaining") == 0:
+            return self._reset_seconds(response)
+        return None
+
     def _note_rate_limit(self, endpoint: str, response: httpx.Response) -> None:
         if _int_header(response, "x-ratelimit-remaining") == 0:
             self._not_before[endpoint] = time.monotonic() + self._reset_seconds(response)
 
-    def _record(self, seq: int, attempt: int, endpoint: str, request: str, status: int | None,
-                elapsed_ms: int, success: bool | None, outcome: str, error: str | None,
-                response: httpx.Response | None) -> None:
+    def _record(self, seq: int, endpoint: str, request: str, attempt: http_retry.Try, outcome: str,
+                error: str | None) -> None:
+        response = attempt.response
         self.on_attempt(Attempt(
             run_id=self.run_id,
             endpoint=endpoint,
             call_seq=seq,
-            attempt=attempt,
+            attempt=attempt.number,
             request=request,
-            checked_at=datetime.now(timezone.utc),
-            status_code=status,
-            response_time_ms=elapsed_ms,
-            success=bool(success),
+            checked_at=datetime.now(UTC),
+            status_code=attempt.status_code,
+            response_time_ms=int(attempt.elapsed_s * 1000),
+            success=outcome == "ok",
             error_message=error,
             outcome=outcome,
             ratelimit_limit=_int_header(response, "x-ratelimit-limit") if response is not None else None,
             ratelimit_remaining=_int_header(response, "x-ratelimit-remaining") if response is not None else None,
             ratelimit_reset=_int_header(response, "x-ratelimit-reset") if response is not None else None,
         ))
+
+
+def _health(attempt: http_retry.Try) -> tuple[str, str | None]:
+    """The health-log outcome and error message of a try."""
+    response, error = attempt.response, attempt.error
+    if response is None:
+        return "transport_error", f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    if attempt.outcome == "done":
+        return "ok", None
+    if response.status_code == 429:
+        return "rate_limited", f"HTTP 429: {_error_text(response)}"
+    if response.status_code >= 400:
+        return "http_error", f"HTTP {response.status_code}: {_error_text(response)}"
+    return "invalid_payload", str(error)

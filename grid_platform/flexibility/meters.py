@@ -1,22 +1,20 @@
 """HTTP client of the meter-data service (``METER_API_URL``; local stand-in ``standins.meters``).
 
 Reads device consumption (15-min or hourly) and the community exchange for local dates,
-split into requests of at most 31 days. Transport errors, timeouts, 429, 5xx and
-unreadable or drifted bodies are retried with exponential back-off; the last failure
+split into requests of at most 31 days. Transport errors, timeouts, 408, 429, 5xx and
+unreadable or drifted bodies are retried (``grid_platform.http_retry``); the last failure
 raises ``MeterDataError`` (a settlement run then leaves its commitments ``committed``).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from datetime import date, timedelta
 from typing import Any, Self
 
 import httpx
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from grid_platform.http_retry import RetriesExhausted, RetryPolicy, call
 
 MAX_SPAN_DAYS = 31
 READING_FIELDS = {"device": ("ts", "consumption_kwh"), "community": ("ts", "device_id", "consumption_kwh"),
@@ -31,8 +29,10 @@ class MeterClient:
     def __init__(self, base_url: str, *, timeout_s: float = 30.0, max_tries: int = 4, backoff_s: float = 0.5,
                  http: httpx.Client | None = None):
         self.base_url = base_url.rstrip("/")
-        self.timeout_s, self.max_tries, self.backoff_s = timeout_s, max_tries, backoff_s
-        self._http = http or httpx.Client(timeout=timeout_s)
+        # A drifted or unreadable body is transient: the next answer may be whole.
+        self.policy = RetryPolicy(timeout_s=timeout_s, max_tries=max_tries, backoff_s=backoff_s,
+                                  transient_errors=(httpx.TransportError, ValueError, KeyError, TypeError))
+        self._http = http or httpx.Client()
         self._owns_http = http is None
 
     def close(self) -> None:
@@ -47,25 +47,21 @@ class MeterClient:
 
     def _get(self, path: str, params: dict[str, str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
         url = self.base_url + path
-        detail = ""
-        for attempt in range(1, self.max_tries + 1):
-            try:
-                response = self._http.get(url, params=params)
-                if response.status_code == 200:
-                    readings = response.json()["readings"]
-                    if not isinstance(readings, list) or any(
-                            not isinstance(r, dict) or any(f not in r for f in fields) for r in readings):
-                        raise ValueError(f"readings without the fields {fields}")
-                    return readings
-                detail = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code < 500 and response.status_code not in (408, 429):
-                    raise MeterDataError(f"GET {url} {params}: {detail}")
-            except (httpx.TransportError, ValueError, KeyError, TypeError) as exc:
-                detail = f"{type(exc).__name__}: {exc}"
-            if attempt < self.max_tries:
-                log.info("GET %s try %d/%d failed (%s); retrying", url, attempt, self.max_tries, detail)
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-        raise MeterDataError(f"GET {url} {params} failed after {self.max_tries} tries: {detail}")
+
+        def readings(response: httpx.Response) -> list[dict[str, Any]]:
+            if response.status_code != 200:
+                raise MeterDataError(f"GET {url} {params}: HTTP {response.status_code}: {response.text[:200]}")
+            rows = response.json()["readings"]
+            if not isinstance(rows, list) or any(not isinstance(r, dict) or any(f not in r for f in fields)
+                                                 for r in rows):
+                raise ValueError(f"readings without the fields {fields}")
+            return rows
+
+        try:
+            return call(self._http, "GET", url, self.policy, params=params, read=readings).value
+        except RetriesExhausted as exc:
+            raise MeterDataError(f"GET {url} {params} failed after {self.policy.max_tries} tries: "
+                                 f"{exc.last.detail}") from exc
 
     def _read(self, path: str, first: date, last: date, resolution: str, kind: str) -> pd.DataFrame:
         fields = READING_FIELDS[kind]
