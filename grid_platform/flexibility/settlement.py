@@ -154,8 +154,8 @@ def due_frame(sessions: sessionmaker, day: date) -> pd.DataFrame:
     """Committed commitments fully inside UTC ``day`` (all of them; the caller filters)."""
     with sessions() as session:
         rows = store.due_for_settlement(session, day)
-    frame = pd.DataFrame.from_records(rows, columns=["commitment_id", "user_id", "community_id", "device_id",
-                                                     "period_start", "period_end"])
+    frame = pd.DataFrame.from_records(rows, columns=["commitment_id", "community_id", "device_id", "period_start",
+                                                     "period_end"])
     for column in ("period_start", "period_end"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
     return frame
@@ -179,19 +179,22 @@ def settle_day(sessions: sessionmaker, day: date, readings: pd.DataFrame, *, now
     due = due[assigned] if len(due) else due
     start, end = store.utc_day_bounds(day)
     if not readings.empty:
-        ts = pd.to_datetime(readings["ts"], utc=True)
+        ts = pd.to_datetime(readings["ts"], utc=True, cache=False)  # mostly times already: no value cache
         readings = readings[(ts >= start) & (ts < end)]
     points = settle_points(due, readings)
     report.missing_readings = len(due) - len(points)
-    for offset in range(0, len(points), batch_size):
-        batch = points.iloc[offset:offset + batch_size]
+    # Plain (id, points, kWh) tuples: the ledger write takes them as they are, no per-row frames or dicts.
+    rows = list(zip(points["commitment_id"].tolist(), points["reward_points_actual"].tolist(),
+                    points["actual_kwh"].tolist()))
+    for offset in range(0, len(rows), batch_size):
+        batch = rows[offset:offset + batch_size]
         with store.write_transaction(sessions) as session:
-            settled = store.record_settlements(session, batch.to_dict("records"), now=now, period_date=day,
-                                               run_id=run_id)
+            settled = store.record_settlements(session, batch, now=now, period_date=day, run_id=run_id)
         report.batches += 1
         report.settled.extend(settled)
         report.already_settled += len(batch) - len(settled)
         if on_batch is not None:
-            on_batch(settled, batch[batch["commitment_id"].isin(set(settled))])
+            batch_points = points.iloc[offset:offset + batch_size]
+            on_batch(settled, batch_points[batch_points["commitment_id"].isin(set(settled))])
     log.info("settlement of %s: %s", day, report.as_metadata())
     return report

@@ -17,7 +17,7 @@ where a function takes a ``sessionmaker``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,6 +25,8 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
+    Column,
+    Connection,
     Date,
     Engine,
     Float,
@@ -33,6 +35,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Uuid,
     delete,
     func,
@@ -41,7 +44,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -288,62 +290,88 @@ def utc_day_bounds(day: date) -> tuple[datetime, datetime]:
 def due_for_settlement(session: Session, day: date) -> list[Any]:
     """``committed`` rows whose window lies fully inside UTC day ``day`` (with or without a device).
 
-    Plain rows ``id, user_id, community_id, device_id, period_start, period_end`` (Core, no ORM
-    objects). The times come as the driver gives them (naive UTC text on SQLite, aware
-    datetimes on PostgreSQL), for a vectorised conversion by the caller.
+    Plain rows ``id, community_id, device_id, period_start, period_end`` (Core, no ORM objects;
+    only what settlement reads). The times come as the driver gives them (naive UTC text on
+    SQLite, aware datetimes on PostgreSQL), for a vectorised conversion by the caller.
     """
     start, end = utc_day_bounds(day)
     c = Commitment
     # period_end > start is implied (period_end > period_start >= start): it bounds the index range.
-    query = (select(c.id, c.user_id, c.community_id, c.device_id, type_coerce(c.period_start, String),
+    query = (select(c.id, c.community_id, c.device_id, type_coerce(c.period_start, String),
                     type_coerce(c.period_end, String))
              .where(c.status == COMMITTED, c.period_start >= start, c.period_end <= end, c.period_end > start)
              .order_by(c.period_start, c.id))
-    return list(session.connection().execute(query))
+    return session.connection().execute(query).all()
 
 
-def _insert(session: Session):
-    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(
-        Settlement.__table__)
+def _driver_value(connection: Connection, column: Column) -> Callable[[Any], Any]:
+    """``column``'s bind processing (its type on this dialect) as a plain function: the DBAPI form of a value."""
+    process = column.type.dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    return process or (lambda value: value)
 
 
-def record_settlements(session: Session, settlements: Sequence[Mapping[str, Any]], *, now: datetime,
-                       period_date: date | None = None, run_id: str | None = None,
+def _table_name(connection: Connection, table: Table) -> str:
+    """``table``'s name in driver SQL, after the connection's schema translation (none on SQLite)."""
+    translate = connection.get_execution_options().get("schema_translate_map") or {}
+    schema = translate.get(table.schema, table.schema)
+    quote = connection.dialect.identifier_preparer
+    return quote.quote(table.name) if schema is None else f"{quote.quote_schema(schema)}.{quote.quote(table.name)}"
+
+
+_MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def record_settlements(session: Session, settlements: Sequence[tuple[uuid.UUID, int, float | None]], *,
+                       now: datetime, period_date: date | None = None, run_id: str | None = None,
                        source: str = "job") -> list[uuid.UUID]:
-    """Settle the given commitments exactly once; returns the ids this call settled.
+    """Settle the given commitments exactly once; returns the ids this call settled, in input order.
 
-    ``settlements``: ``{commitment_id, reward_points_actual, actual_kwh}``. Rows already in
+    ``settlements``: ``(commitment_id, reward_points_actual, actual_kwh)``. Rows already in
     the ledger (settled before, or by a concurrent run) and rows no longer ``committed``
     (cancelled meanwhile) are left alone. Runs inside the caller's transaction: commit once
     per batch.
+
+    Two set-based statements: the ledger rows go in with one DBAPI ``executemany`` of plain
+    tuples (``INSERT … ON CONFLICT (commitment_id) DO NOTHING``; the values take their
+    column's bind processing once per value, the per-batch constants once per batch), then
+    one ``UPDATE … FROM`` the batch's ledger rows settles the commitments.
     """
     if not settlements:
         return []
     now = _aware(now, "now")
     batch = uuid.uuid4().hex
+    connection = session.connection()
     ledger, commitments = Settlement.__table__, Commitment.__table__
-    session.execute(_insert(session).on_conflict_do_nothing(index_elements=["commitment_id"]), [
-        {"commitment_id": s["commitment_id"], "batch_id": batch, "run_id": run_id, "period_date": period_date,
-         "reward_points_actual": int(s["reward_points_actual"]),
-         "actual_kwh": None if s.get("actual_kwh") is None else float(s["actual_kwh"]),
-         "settled_at": now, "source": source}
-        for s in settlements])
-    # UPDATE … FROM the batch's ledger rows … RETURNING (SQLite >= 3.35, PostgreSQL): one join, by
-    # primary key; it returns exactly the rows this batch claimed and settled.
-    settled = list(session.execute(
+    columns = ("batch_id", "run_id", "period_date", "settled_at", "source")
+    constants = tuple(_driver_value(connection, ledger.c[name])(value)
+                      for name, value in zip(columns, (batch, run_id, period_date, now, source)))
+    commitment_id = _driver_value(connection, ledger.c.commitment_id)
+    mark = _MARKS.get(connection.dialect.paramstyle)
+    if mark is None:
+        raise RuntimeError(f"settlement writes support qmark/format DBAPI drivers (sqlite3, psycopg), "
+                           f"not paramstyle {connection.dialect.paramstyle!r}")
+    connection.exec_driver_sql(
+        f"INSERT INTO {_table_name(connection, ledger)} (commitment_id, {', '.join(columns)}, "
+        f"reward_points_actual, actual_kwh) VALUES ({', '.join([mark] * (len(columns) + 3))}) "
+        "ON CONFLICT (commitment_id) DO NOTHING",
+        [(commitment_id(cid), *constants, int(points), None if kwh is None else float(kwh))
+         for cid, points, kwh in settlements])
+    # UPDATE … FROM the batch's ledger rows: one join by primary key (SQLite >= 3.33, PostgreSQL).
+    updated = connection.execute(
         update(commitments)
         .where(commitments.c.id == ledger.c.commitment_id, ledger.c.batch_id == batch,
                commitments.c.status == COMMITTED)
         .values(status=SETTLED, settled_at=now, reward_points_actual=ledger.c.reward_points_actual,
-                actual_kwh=ledger.c.actual_kwh)
-        .returning(commitments.c.id)).scalars())
-    if len(settled) < len(settlements):
-        # Claimed but not settled by the UPDATE: the row was cancelled/rejected, not ours to settle.
-        # (When every row was settled, no ledger row of the batch can be such an orphan.)
-        settled_row = select(commitments.c.id).where(commitments.c.id == ledger.c.commitment_id,
-                                                     commitments.c.status == SETTLED)
-        session.execute(delete(ledger).where(ledger.c.batch_id == batch, ~settled_row.exists()))
-    return settled
+                actual_kwh=ledger.c.actual_kwh)).rowcount
+    ids = [cid for cid, _, _ in settlements]
+    if updated == len(ids):
+        return ids  # every row is this batch's ledger row, and settled
+    # Claimed but not settled by the UPDATE: the row was cancelled/rejected, not ours to settle.
+    settled_row = select(commitments.c.id).where(commitments.c.id == ledger.c.commitment_id,
+                                                 commitments.c.status == SETTLED)
+    connection.execute(delete(ledger).where(ledger.c.batch_id == batch, ~settled_row.exists()))
+    claimed = set(connection.execute(select(ledger.c.commitment_id).where(ledger.c.batch_id == batch)).scalars())
+    return list(dict.fromkeys(cid for cid in ids if cid in claimed))  # a repeated id is settled once
 
 
 def settle_one(sessions: sessionmaker, commitment_id: uuid.UUID, *, reward_points_actual: int,
@@ -353,9 +381,8 @@ def settle_one(sessions: sessionmaker, commitment_id: uuid.UUID, *, reward_point
         row = get_commitment(session, commitment_id)
         if row is None or row.status != COMMITTED:
             return Outcome(row is not None, False, row)
-        settled = record_settlements(session, [{"commitment_id": commitment_id,
-                                                "reward_points_actual": reward_points_actual,
-                                                "actual_kwh": actual_kwh}], now=now, source="api")
+        settled = record_settlements(session, [(commitment_id, reward_points_actual, actual_kwh)], now=now,
+                                     source="api")
         session.refresh(row)
         return Outcome(True, bool(settled), row)
 

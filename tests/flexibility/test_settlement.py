@@ -165,6 +165,38 @@ def test_manual_settle_uses_the_ledger(sessions):
     assert settle_day(sessions, DAY, hourly("dev-1", DAY, [1.0] * 24), now=NOW).settled == []
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_sessions(request) -> sessionmaker:
+    if request.param == "sqlite":
+        return request.getfixturevalue("sessions")
+    return sessionmaker(request.getfixturevalue("pg_schema_engine"), expire_on_commit=False)
+
+
+def test_ledger_write_settles_only_committed_rows_once(backend_sessions):
+    """One batch with a fresh row (twice), a row settled before and one cancelled meanwhile."""
+    sessions = backend_sessions
+    fresh, settled_before, cancelled = (add(sessions, at(DAY, 8), at(DAY, 10), user=f"u{i}") for i in range(3))
+    assert store.settle_one(sessions, settled_before, reward_points_actual=3, actual_kwh=0.3, now=NOW).changed
+    with sessions.begin() as session:
+        assert store.cancel(session, "u2", cancelled).changed
+    batch = [(fresh, 5, 0.5), (settled_before, 9, 0.9), (cancelled, 7, 0.7), (fresh, 6, 0.6)]
+    with store.write_transaction(sessions) as session:
+        assert store.record_settlements(session, batch, now=NOW, period_date=DAY, run_id="run-1") == [fresh]
+    with sessions() as session:
+        ledger = {e.commitment_id: e for e in store.ledger_entries(session)}
+    assert set(ledger) == {fresh, settled_before}  # the cancelled row's claim is taken back
+    entry = ledger[fresh]
+    assert (entry.reward_points_actual, entry.actual_kwh, entry.period_date, entry.run_id, entry.settled_at,
+            entry.source) == (5, 0.5, DAY, "run-1", NOW, "job")  # the first claim of a repeated id
+    settled = row(sessions, fresh)
+    assert (settled.status, settled.reward_points_actual, settled.actual_kwh, settled.settled_at) == (
+        "settled", 5, 0.5, NOW)
+    assert (ledger[settled_before].source, row(sessions, settled_before).reward_points_actual) == ("api", 3)
+    assert row(sessions, cancelled).status == "cancelled"
+    with store.write_transaction(sessions) as session:  # a rerun of the same batch: nothing left to settle
+        assert store.record_settlements(session, batch, now=NOW, period_date=DAY) == []
+
+
 @pytest.mark.parametrize("day", [date(2026, 3, 29), date(2026, 10, 25)])
 def test_dst_days_against_the_meter_stand_in(sessions, registry, meter_url, day):
     """Windows given in local time over the DST change settle against the real UTC hours."""

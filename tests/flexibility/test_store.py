@@ -66,6 +66,18 @@ def test_migration_on_sqlite(tmp_path):
     _check_migrations(f"sqlite:///{tmp_path / 'state.db'}", None)
 
 
+def test_sqlite_engine_settings(sqlite_url):
+    """Every connection of the platform's SQLite engine: WAL, NORMAL sync, a 64 MiB cache, foreign keys."""
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as connection:
+            settings = [connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                        for name in ("journal_mode", "synchronous", "cache_size", "foreign_keys")]
+    finally:
+        engine.dispose()
+    assert settings == ["wal", 1, -65536, 1]
+
+
 def test_migration_on_postgresql(pg_database):
     _check_migrations(pg_database, store.FLEX_SCHEMA)
     engine = make_engine(pg_database)
