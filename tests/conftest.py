@@ -37,3 +37,15 @@ def ckw_examples(shared_dir: Path) -> Path:
 def project_downloads() -> Path:
     """Where `make data` put the reference downloads (may not exist on a machine without them)."""
     return PROJECT_DOWNLOADS
+
+
+@pytest.fixture(autouse=True)
+def no_inherited_defs_state_storage():
+    """Each test starts without a current Dagster defs-state storage. Entering a test instance
+    (``dg.instance_for_test``) makes its storage current; one left behind by an earlier test points
+    at a deleted temporary directory, and any later ``Definitions`` load (``dg.materialize``) reads
+    it and fails with "unable to open database file"."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
