@@ -170,7 +170,8 @@ def _backfill_reference_year(client, settings, today: date, timeout_s: float, st
     from grid_platform.networks import load_registry
     from grid_platform.sensors.risk import RISK_TABLE_KEYS, WEATHER_REFERENCE
 
-    wanted = sorted(load_registry(settings))
+    wanted = sorted(n for n, spec in load_registry(settings).items()
+                    if spec.params.get("bootstrap_reference_year", True))
     ready = _published_networks(settings, wanted, timeout_s)
     for missing in sorted(set(wanted) - set(ready)):
         print(f"bootstrap: no topology for {missing} within {timeout_s:.0f} s; its reference year is left to the UI",

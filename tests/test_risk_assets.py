@@ -421,3 +421,17 @@ def test_a_network_without_trees_has_a_layer_and_a_network_without_a_layer_fails
     assert read_vegetation_trees(warehouse, "all_cable").empty
     with pytest.raises(dg.Failure, match="'missing'"):
         read_vegetation_trees(warehouse, "missing")
+
+
+def test_a_reference_range_too_large_for_one_run_fails_before_building_rows(platform, monkeypatch):
+    import grid_platform.assets.risk as risk_module
+
+    # oberrhein_mv has 29 weather points: 29 x 2 days x 72 h = 4,176 rows, above a budget of 1,000.
+    monkeypatch.setattr(risk_module, "MAX_REFERENCE_ROWS", 1000)
+    result = dg.materialize([weather_reference], instance=platform.instance, raise_on_error=False,
+                            resources={"warehouse": platform.warehouse},
+                            tags=range_tags(date(2025, 3, 1), date(2025, 3, 2)))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.step_failure_data.error.message
+    assert "'oberrhein_mv'" in message and "backfill at most" in message and "rows" in message

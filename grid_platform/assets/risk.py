@@ -70,6 +70,8 @@ POINT_SPACING_M = 4000.0
 # Geometry stays in the publication (maps, tiles); the warehouse tables serve BI.
 WAREHOUSE_DROP = ("feature_geojson", "geom")
 MARKDOWN_ROWS = 20
+# Hourly weather rows one reference-weather run may build (about 2.5 GB of frames at the peak).
+MAX_REFERENCE_ROWS = 30_000_000
 
 risk_days = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone=TZ, end_offset=1)
 risk_partitions = dg.MultiPartitionsDefinition({"date": risk_days, "network": networks})
@@ -316,6 +318,15 @@ def weather_reference(context: dg.AssetExecutionContext, config: ReferenceWeathe
     stored = []
     for network_id, days in _network_dates(context).items():
         points = _weather_points(pd.read_parquet(_topology(network_id).file("fragments.parquet")), cfg)
+        # Each issue date stores its horizon's hours for every point: refuse a range whose rows do
+        # not fit one run's memory, before building any of them.
+        rows = len(points) * len(days) * cfg.horizon_days * 24
+        if rows > MAX_REFERENCE_ROWS:
+            raise dg.Failure(
+                f"reference weather for {network_id!r}: {len(points)} weather points x {len(days)} issue dates "
+                f"x {cfg.horizon_days * 24} h = {rows:,} rows, above the {MAX_REFERENCE_ROWS:,} one run holds; "
+                f"backfill at most {max(1, MAX_REFERENCE_ROWS // (len(points) * cfg.horizon_days * 24))} days "
+                "of this network per run")
         region = _try_region(config, network_id, points, stations)
         # The local days D .. D+2 of the run touch these calendar years (in UTC).
         years = range((days[0] - timedelta(days=1)).year, (days[-1] + timedelta(days=cfg.horizon_days)).year + 1)
