@@ -55,6 +55,7 @@ from grid_platform.analytics.snapshot import (
     load_snapshot,
 )
 from grid_platform.analytics.vegetation import OBERRHEIN_CRS
+from grid_platform.assets.risk import read_vegetation_trees
 from grid_platform.assets.topology import OWNERS, networks
 from grid_platform.networks import load_network, load_registry
 from grid_platform.publish import Publication, current, publish
@@ -140,7 +141,7 @@ def _impact_row(impact: StormImpact) -> dict:
 
 def read_vegetation_points(warehouse: WarehouseResource, network_id: str) -> gpd.GeoDataFrame:
     """The risk vegetation layer of a network (tree_id, height_m, points in EPSG:32632)."""
-    trees = read_vegetation_points(warehouse, network_id)
+    trees = read_vegetation_trees(warehouse, network_id)
     geometry = shapely.from_wkb([bytes(g) for g in trees.pop("geom")]) if len(trees) else []
     return gpd.GeoDataFrame(trees, geometry=geometry, crs=UTM32)
 
