@@ -23,7 +23,7 @@ import pandas as pd
 from grid_platform.ckw.client import CkwClient
 from grid_platform.ckw.ingest_log import IngestLog
 from grid_platform.ckw.normalise import TARIFF_NAMES, TARIFF_TYPES
-from grid_platform.ckw.source import ckw_source, CkwRun
+from grid_platform.ckw.source import CkwRun, ckw_source
 from grid_platform.ckw.windows import local_days_bounds, rfc3339_utc
 from grid_platform.standins import ckw as ckw_standin
 from grid_platform.standins.server import running

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 
 from grid_platform.settings import STANDIN_PORTS, load_settings
 
-
 # Stand-in modules named other than their service key.
 STANDIN_MODULES = {"dt": "digital_twin"}
 

@@ -15,10 +15,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 MANIFEST = "manifest.json"
 CURRENT = "current"
@@ -65,7 +65,7 @@ def publish(
     """
     base = _dataset_dir(root, dataset, network_id)
     base.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     tmp = base / f".tmp-{stamp}-{os.getpid()}"
     tmp.mkdir()
     try:
@@ -87,7 +87,7 @@ def publish(
             "dataset": dataset,
             "network_id": network_id,
             "version": version,
-            "created_at": datetime.now(timezone.utc).isoformat(),
+            "created_at": datetime.now(UTC).isoformat(),
             "content_hash": content_hash,
             "files": files,
             **({"extra": extra} if extra else {}),

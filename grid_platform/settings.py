@@ -68,7 +68,7 @@ class Settings:
 
 def load_settings() -> Settings:
     data_dir = _abs(_env("GRID_DATA_DIR", "./data"))
-    standin = lambda name: f"http://127.0.0.1:{STANDIN_PORTS[name]}"  # noqa: E731
+    standin = lambda name: f"http://127.0.0.1:{STANDIN_PORTS[name]}"
     return Settings(
         data_dir=data_dir,
         dagster_home=_abs(_env("DAGSTER_HOME", "./.dagster_home")),

@@ -7,9 +7,9 @@ attempts and every rejected record are spooled during the run and loaded by
 """
 
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -18,7 +18,6 @@ from dagster_dlt.translator import DltResourceTranslatorData
 
 from grid_platform.ckw.fetch import FetchReport
 from grid_platform.ckw.ingest_log import read_spool
-from grid_platform.ckw.normalise import TARIFF_TYPES
 from grid_platform.ckw.source import CkwRun, ckw_ingest_log_source, ckw_source
 from grid_platform.ckw.windows import expected_slots
 from grid_platform.resources.ckw import CkwApiResource
@@ -123,7 +122,7 @@ def _fail_if_incomplete(report: FetchReport, what: str) -> None:
 def ckw_price_assets(context: dg.AssetExecutionContext, dlt: DagsterDltResource, ckw: CkwApiResource,
                      warehouse: WarehouseResource):
     window = context.partition_time_window
-    start, end = window.start.astimezone(timezone.utc), window.end.astimezone(timezone.utc)
+    start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
     events, run = _ingest(context, dlt, ckw, warehouse, "ckw_prices", price_range=(start, end))
     metadata = {**_report_metadata(run.report, run.log), **_price_window_metadata(warehouse, start, end)}
     yield from _annotated(events, metadata)
@@ -336,7 +335,7 @@ def ckw_plant_status_fresh_and_plausible(warehouse: WarehouseResource) -> dg.Ass
     if not warehouse.table_exists("ckw_plant_status"):
         return _missing_table("ckw_plant_status")
     latest = warehouse.query("select max(reading_ts) from raw.ckw_plant_status")[0][0]
-    age_min = (datetime.now(timezone.utc) - latest).total_seconds() / 60 if latest else None
+    age_min = (datetime.now(UTC) - latest).total_seconds() / 60 if latest else None
     implausible = {
         column: warehouse.query(f"select count(*) from raw.ckw_plant_status where {column} not between ? and ?",
                                 [lo, hi])[0][0]

@@ -2,7 +2,8 @@
 UI shows dlt -> dbt lineage. Models rebuild when their upstream tables change."""
 
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets

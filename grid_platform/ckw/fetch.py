@@ -6,9 +6,9 @@ land (ckw.md §8: one failure does not stop the others).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import Iterator
+from datetime import UTC, date, datetime
 
 from grid_platform.ckw.client import PLANT_LIVE, PRICES, TRA, CkwClient, CkwDeferred, CkwError
 from grid_platform.ckw.ingest_log import IngestLog
@@ -48,7 +48,7 @@ def fetch_prices(client: CkwClient, log: IngestLog, report: FetchReport, start: 
             if response is None:
                 continue
             rows, rejects = normalise_prices(response.payload, endpoint=PRICES, tariff_name=tariff_name,
-                                             ingested_at=datetime.now(timezone.utc))
+                                             ingested_at=datetime.now(UTC))
             for reject in rejects:
                 log.reject(reject)
             # The API includes the slot that starts at end_timestamp: it belongs to the next window.
@@ -63,7 +63,7 @@ def fetch_tra_signals(client: CkwClient, log: IngestLog, report: FetchReport,
         response = _call(report, client.tra_signals, day.isoformat())
         if response is None:
             continue
-        rows, rejects = normalise_tra(response.payload, endpoint=TRA, ingested_at=datetime.now(timezone.utc))
+        rows, rejects = normalise_tra(response.payload, endpoint=TRA, ingested_at=datetime.now(UTC))
         for reject in rejects:
             log.reject(reject)
         report.rows += len(rows)
@@ -74,7 +74,7 @@ def fetch_plant_status(client: CkwClient, log: IngestLog, report: FetchReport) -
     response = _call(report, client.plant_live)
     if response is None:
         return
-    rows, rejects = normalise_plant(response.payload, endpoint=PLANT_LIVE, ingested_at=datetime.now(timezone.utc))
+    rows, rejects = normalise_plant(response.payload, endpoint=PLANT_LIVE, ingested_at=datetime.now(UTC))
     for reject in rejects:
         log.reject(reject)
     report.rows += len(rows)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from grid_platform.ckw.client import Attempt
@@ -38,7 +38,7 @@ class IngestLog:
 
     def reject(self, reject: Reject) -> None:
         self.rejects += 1
-        self._append({"kind": "reject", **reject.as_row(self.run_id, datetime.now(timezone.utc))})
+        self._append({"kind": "reject", **reject.as_row(self.run_id, datetime.now(UTC))})
 
     def bad_body(self, endpoint: str, reason: str, body: str) -> None:
         self.reject(Reject(endpoint, reason, body))

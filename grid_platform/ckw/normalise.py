@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -48,7 +48,7 @@ def parse_timestamp(value: Any, field: str) -> datetime:
     if ts.tzinfo is None:
         # Never assume a zone (ckw.md §1).
         raise BadRecord(f"{field}: timestamp without offset: {value!r}")
-    return ts.astimezone(timezone.utc)
+    return ts.astimezone(UTC)
 
 
 def _number(value: Any, field: str) -> Decimal:

@@ -10,9 +10,9 @@ rejects.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Iterable, Iterator
 
 import dlt
 import pyarrow as pa

@@ -6,7 +6,7 @@ DST day and 100 on the autumn one, which falls out of measuring the day in UTC.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 QUARTER_HOUR = timedelta(minutes=15)
@@ -15,7 +15,7 @@ MAX_SPAN = timedelta(days=30)
 
 
 def local_midnight(day: date, tz: str) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
 def local_days_bounds(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
@@ -43,4 +43,4 @@ def split_span(start: datetime, end: datetime, max_span: timedelta = MAX_SPAN) -
 
 def rfc3339_utc(ts: datetime) -> str:
     """UTC bounds make the API answer in UTC, which spares one timezone conversion."""
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

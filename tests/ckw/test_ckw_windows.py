@@ -1,4 +1,4 @@
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 from grid_platform.ckw.windows import expected_slots, local_days_bounds, rfc3339_utc, split_span
 
@@ -14,8 +14,8 @@ def test_quarter_hours_per_local_day_follow_dst():
 
 def test_local_day_bounds_are_utc_midnights_of_the_local_day():
     start, end = local_days_bounds(date(2026, 7, 14), date(2026, 7, 14), TZ)
-    assert start == datetime(2026, 7, 13, 22, tzinfo=timezone.utc)
-    assert end == datetime(2026, 7, 14, 22, tzinfo=timezone.utc)
+    assert start == datetime(2026, 7, 13, 22, tzinfo=UTC)
+    assert end == datetime(2026, 7, 14, 22, tzinfo=UTC)
     start, end = local_days_bounds(date(2026, 12, 31), date(2027, 1, 1), TZ)
     assert (start.hour, end.hour) == (23, 23)
 

@@ -3,7 +3,14 @@
 import httpx
 import pytest
 
-from grid_platform.ckw.client import PLANT_LIVE, CkwClient, CkwDeferred, CkwHttpError, CkwUnavailable, RetryPolicy
+from grid_platform.ckw.client import (
+    PLANT_LIVE,
+    CkwClient,
+    CkwDeferred,
+    CkwHttpError,
+    CkwUnavailable,
+    RetryPolicy,
+)
 
 OK_BODY = {"zeitstempel": "2025-12-03T14:40+01:00", "betriebsstatus": "in Betrieb"}
 

@@ -3,14 +3,19 @@ the Dagster assets and their checks."""
 
 from datetime import date, timedelta
 
+import dagster as dg
 import duckdb
 import httpx
 import pytest
-
-import dagster as dg
 from dagster_dlt import DagsterDltResource
 
-from grid_platform.assets.ckw import ckw_checks, ckw_ingest_log_assets, ckw_plant_assets, ckw_price_assets, ckw_tra_assets
+from grid_platform.assets.ckw import (
+    ckw_checks,
+    ckw_ingest_log_assets,
+    ckw_plant_assets,
+    ckw_price_assets,
+    ckw_tra_assets,
+)
 from grid_platform.ckw.windows import expected_slots
 from grid_platform.resources.ckw import CkwApiResource
 from grid_platform.resources.warehouse import WarehouseResource

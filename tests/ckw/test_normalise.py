@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from grid_platform.ckw.client import PLANT_LIVE, PRICES, TRA
 from grid_platform.ckw.normalise import normalise_plant, normalise_prices, normalise_tra
 
-NOW = datetime(2026, 11, 25, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, tzinfo=UTC)
 
 
 def load(path):
@@ -20,8 +20,8 @@ def test_prices_example_becomes_typed_utc_rows(ckw_examples):
     assert not rejects
     assert len(rows) == 5 * 4
     first = rows[0]
-    assert first["slot_start"] == datetime(2025, 10, 8, 6, 0, tzinfo=timezone.utc)
-    assert first["publication_ts"] == datetime(2025, 11, 12, 12, 35, tzinfo=timezone.utc)
+    assert first["slot_start"] == datetime(2025, 10, 8, 6, 0, tzinfo=UTC)
+    assert first["publication_ts"] == datetime(2025, 11, 12, 12, 35, tzinfo=UTC)
     by_type = {r["tariff_type"]: r["value"] for r in rows[:4]}
     assert by_type == {"grid": Decimal("0.163500"), "electricity": Decimal("0.120000"),
                        "integrated": Decimal("0.283500"), "grid_usage": Decimal("0.133200")}
@@ -63,7 +63,7 @@ def test_schema_drift_rejects_the_body():
 def test_tra_example(ckw_examples):
     rows, rejects = normalise_tra(load(ckw_examples / "example_trasignale.json"), endpoint=TRA, ingested_at=NOW)
     assert not rejects and len(rows) == 3
-    assert rows[0]["start_ts"].tzinfo == timezone.utc
+    assert rows[0]["start_ts"].tzinfo == UTC
     assert str(rows[0]["signal_date"]) == "2025-07-08"
     rows, rejects = normalise_tra([{"Name": "000R", "Date": "2025-13-01", "Start": "x"}], endpoint=TRA,
                                   ingested_at=NOW)
@@ -75,7 +75,7 @@ def test_plant_strings_become_numbers_and_raw_is_kept(ckw_examples):
     rows, rejects = normalise_plant(payload, endpoint=PLANT_LIVE, ingested_at=NOW)
     assert not rejects
     row = rows[0]
-    assert row["reading_ts"] == datetime(2025, 12, 3, 13, 40, tzinfo=timezone.utc)
+    assert row["reading_ts"] == datetime(2025, 12, 3, 13, 40, tzinfo=UTC)
     assert row["voltage_kv"] == pytest.approx(20.697998)
     assert row["reactive_power_mvar"] == pytest.approx(-0.02)
     assert row["operational_status"] == "in Betrieb"
