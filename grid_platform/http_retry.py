@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 
@@ -169,3 +169,24 @@ def _answered(number: int, elapsed_s: float, response: httpx.Response,
         return Try(number, elapsed_s, "transient", response, error=exc)
     except Exception as exc:  # noqa: BLE001 - handed to on_attempt, then re-raised unchanged
         return Try(number, elapsed_s, "permanent", response, error=exc)
+
+
+class OwnsHttpClient:
+    """Closing of a client's ``httpx.Client``: the one it made itself, never one it was given."""
+
+    _http: httpx.Client
+    _owns_http: bool
+
+    def _use_http(self, given: httpx.Client | None, **options: Any) -> None:
+        self._http = given or httpx.Client(**options)
+        self._owns_http = given is None
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -204,14 +204,13 @@ def post_with_retries(http: httpx.Client, url: str, content: bytes, headers: Cal
     return SendResult("rejected", status, answer.number, answer.detail)
 
 
-class NudgingClient:
+class NudgingClient(http_retry.OwnsHttpClient):
     def __init__(self, base_url: str, token: TokenProvider | None = None, policy: RetryPolicy | None = None,
                  *, http: httpx.Client | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.token_provider = token
         self.policy = policy or RetryPolicy()
-        self._http = http or httpx.Client(headers={"User-Agent": USER_AGENT})
-        self._owns_http = http is None
+        self._use_http(http, headers={"User-Agent": USER_AGENT})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> NudgingClient:
@@ -234,16 +233,6 @@ class NudgingClient:
         return post_with_retries(self._http, self.base_url + path, encode_body(body), headers, self.policy,
                                  on_unauthorized=invalidate)
 
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
 
 def signature(secret: str, timestamp: str, content: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + content, hashlib.sha256).hexdigest()
@@ -261,7 +250,7 @@ def verify_signature(secret: str, content: bytes, timestamp: str | None, signatu
     return age <= tolerance_s and hmac.compare_digest(signature(secret, timestamp, content), signature_header)
 
 
-class WebhookSender:
+class WebhookSender(http_retry.OwnsHttpClient):
     """POST JSON to a subscriber's URL, signed with HMAC-SHA256 (``GRID_WEBHOOK_SECRET``)."""
 
     def __init__(self, secret: str, policy: RetryPolicy | None = None, *, http: httpx.Client | None = None) -> None:
@@ -269,8 +258,7 @@ class WebhookSender:
             raise ValueError("a webhook secret is required (GRID_WEBHOOK_SECRET)")
         self._secret = secret
         self.policy = policy or RetryPolicy()
-        self._http = http or httpx.Client(headers={"User-Agent": USER_AGENT}, follow_redirects=False)
-        self._owns_http = http is None
+        self._use_http(http, headers={"User-Agent": USER_AGENT}, follow_redirects=False)
 
     def send(self, url: str, body: Mapping[str, Any], idempotency_key: str) -> SendResult:
         content = encode_body(body)
@@ -281,13 +269,3 @@ class WebhookSender:
                     TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature(self._secret, timestamp, content)}
 
         return post_with_retries(self._http, url, content, headers, self.policy)
-
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

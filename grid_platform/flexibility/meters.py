@@ -9,12 +9,12 @@ raises ``MeterDataError`` (a settlement run then leaves its commitments ``commit
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pandas as pd
 
-from grid_platform.http_retry import RetriesExhausted, RetryPolicy, call
+from grid_platform.http_retry import OwnsHttpClient, RetriesExhausted, RetryPolicy, call
 
 MAX_SPAN_DAYS = 31
 READING_FIELDS = {"device": ("ts", "consumption_kwh"), "community": ("ts", "device_id", "consumption_kwh"),
@@ -25,25 +25,14 @@ class MeterDataError(RuntimeError):
     pass
 
 
-class MeterClient:
+class MeterClient(OwnsHttpClient):
     def __init__(self, base_url: str, *, timeout_s: float = 30.0, max_tries: int = 4, backoff_s: float = 0.5,
                  http: httpx.Client | None = None):
         self.base_url = base_url.rstrip("/")
         # A drifted or unreadable body is transient: the next answer may be whole.
         self.policy = RetryPolicy(timeout_s=timeout_s, max_tries=max_tries, backoff_s=backoff_s,
                                   transient_errors=(httpx.TransportError, ValueError, KeyError, TypeError))
-        self._http = http or httpx.Client()
-        self._owns_http = http is None
-
-    def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._use_http(http)
 
     def _get(self, path: str, params: dict[str, str], fields: tuple[str, ...]) -> list[dict[str, Any]]:
         url = self.base_url + path
