@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -23,6 +23,9 @@ from dagster_celery import celery_executor
 
 DEFAULT_BROKER = "pyamqp://guest:guest@127.0.0.1:5672//"
 DEFAULT_QUEUE = "grid"
+# The code location a worker loads at start, before it reports ready: its first step does not
+# pay the import of the platform (seconds), exactly like every later one.
+CODE_LOCATION = "grid_platform.definitions"
 
 
 def celery_settings() -> dict:
@@ -52,12 +55,14 @@ def grid_executor() -> dg.ExecutorDefinition:
     raise ValueError(f"GRID_EXECUTOR must be 'in_process' or 'celery', not {kind!r}")
 
 
-def write_worker_config(directory: Path) -> Path:
+def write_worker_config(directory: Path, preload: Sequence[str] = (CODE_LOCATION,)) -> Path:
     """Write the ``dagster_celery_config`` module the celery app of dagster-celery imports at worker
-    start (put ``directory`` on PYTHONPATH): broker, backend and settings of ``celery_settings``."""
+    start (put ``directory`` on PYTHONPATH): broker, backend and settings of ``celery_settings``,
+    and the modules the worker imports before it is ready (``preload``: the code location)."""
     settings = celery_settings()
     lines = [f"broker_url = {settings['broker']!r}", f"result_backend = {settings['backend']!r}"]
     lines += [f"{key} = {value!r}" for key, value in settings["config_source"].items()]
+    lines.append(f"imports = {tuple(preload)!r}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "dagster_celery_config.py"
     path.write_text("\n".join(lines) + "\n")
@@ -73,11 +78,13 @@ def worker_command(name: str, concurrency: int = 1) -> list[str]:
 
 
 @contextmanager
-def celery_workers(count: int, log_dir: Path, ready_timeout_s: float = 90.0) -> Iterator[list[subprocess.Popen]]:
+def celery_workers(count: int, log_dir: Path, preload: Sequence[str] = (CODE_LOCATION,),
+                   ready_timeout_s: float = 90.0) -> Iterator[list[subprocess.Popen]]:
     """Start ``count`` celery workers (one step process each, named w1, w2, …) with this process's
-    environment, wait until each is consuming, and stop them on exit (SIGTERM, then SIGKILL)."""
+    environment, each loading ``preload`` (the code location of the runs it serves), wait until
+    each is consuming, and stop them on exit (SIGTERM, then SIGKILL)."""
     config_dir = log_dir / "celery_config"
-    write_worker_config(config_dir)
+    write_worker_config(config_dir, preload)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(config_dir), os.environ.get("PYTHONPATH")]))}
     workers, logs = [], []
     try:

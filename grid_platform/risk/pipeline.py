@@ -79,8 +79,8 @@ class RiskRun:
 
     @property
     def horizon(self) -> list[date]:
-        return sorted({d.date() for d in pd.to_datetime(self.fragment_risk_daily["date"])
-                       if d.date() >= self.today})
+        days = pd.to_datetime(self.fragment_risk_daily["date"]).dt.normalize().unique()
+        return sorted(d.date() for d in days if d.date() >= self.today)
 
 
 def _serving_points(frags: Fragments, matches: pd.DataFrame, cfg: RiskConfig) -> dict[str, set[str]]:

@@ -40,13 +40,27 @@ MAP_PROPERTIES = ["fragment_id", "segment_id", "risk_vector", "line_name", "cond
                   "escalated_by_tree_strike"]
 
 
-def _dates(frame: pd.DataFrame, columns: tuple[str, ...] = ("date", "soil_asof_date")) -> pd.DataFrame:
-    out = frame.copy()
-    for column in columns:
-        if column in out.columns:
-            values = pd.to_datetime(out[column])
-            out[column] = pd.Series([None if pd.isna(v) else v.date() for v in values], index=out.index, dtype=object)
-    return out
+DATE_COLUMNS = ("date", "soil_asof_date")
+
+
+def _date_array(values: pd.Series) -> pa.Array:
+    """A column of calendar dates as Arrow date32, nulls kept (vectorised: a month of a large
+    network is a million values)."""
+    stamps = pd.to_datetime(values)
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_localize(None)  # the wall-clock date, as written
+    return pa.array(stamps.to_numpy("datetime64[D]"), type=pa.date32(), from_pandas=True)
+
+
+def _arrow_table(frame: pd.DataFrame) -> pa.Table:
+    dated = [c for c in DATE_COLUMNS if c in frame.columns]
+    # Placeholders keep the column order and the row count; the dates go in as date32 arrays.
+    placeholders = frame.assign(**{c: np.zeros(len(frame), dtype=np.int8) for c in dated})
+    table = pa.Table.from_pandas(placeholders, preserve_index=False)
+    for column in dated:
+        i = table.column_names.index(column)
+        table = table.set_column(i, pa.field(column, pa.date32()), _date_array(frame[column]))
+    return table
 
 
 _BOOL = {"escalated_by_tree_strike", "escalated_by_thermal", "is_vegetated_zone", "generated", "wind_complete",
@@ -62,7 +76,7 @@ _FLOAT = {"lat", "lon", "elevation_m", "value", "length_m", "start_m", "end_m", 
 
 def _arrow_type(name: str) -> pa.DataType:
     """Column type for a column that holds no value (an empty table must keep its types)."""
-    if name in ("date", "soil_asof_date"):
+    if name in DATE_COLUMNS:
         return pa.date32()
     if name in ("observed_at", "ts_utc"):
         return pa.timestamp("us", tz="UTC")
@@ -92,7 +106,7 @@ RISK_ROW_GROUP_SIZE = 16_384
 def _write(frame: pd.DataFrame, path: Path, *, sort_by: list[str] | None = None,
            row_group_size: int | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(_dates(frame), preserve_index=False)
+    table = _arrow_table(frame)
     for i, field in enumerate(table.schema):
         if pa.types.is_null(field.type):
             table = table.set_column(i, pa.field(field.name, _arrow_type(field.name)),

@@ -3,9 +3,7 @@ with DAGSTER_PG_URL pointing at a fresh database (created and dropped by the tes
 materialisation, a schedule tick and a sensor tick; the embedded dagster.yaml and the PostgreSQL
 variant differ in the storage section only."""
 
-import shutil
 import time
-import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -17,30 +15,19 @@ from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import TickData, TickStatus
 
 from grid_platform.assets.topology import networks
+from grid_platform.production import LOCAL_SERVER, POSTGRES_VARIANT, scratch_postgres_instance
 from grid_platform.sensors.risk import risk_forecast_hourly
 from grid_platform.settings import PROJECT_ROOT
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-VARIANT = PROJECT_ROOT / "deploy" / "dagster.postgres.yaml"
+SERVER = LOCAL_SERVER
+VARIANT = POSTGRES_VARIANT
 
 
 @pytest.fixture
-def pg_instance(tmp_path, monkeypatch):
-    name = f"dagster_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(f"{SERVER}/test", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 unavailable: {exc}")
-    admin.execute(f'create database "{name}"')
-    try:
-        # dagster-postgres speaks psycopg2 (SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://).
-        monkeypatch.setenv("DAGSTER_PG_URL", f"{SERVER.replace('postgresql', 'postgresql+psycopg2')}/{name}")
-        shutil.copy(VARIANT, tmp_path / "dagster.yaml")
-        with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
-            yield instance, name
-    finally:
-        admin.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+def pg_instance(tmp_path):
+    # The machine's server is part of the test environment: unreachable is a failure, not a skip.
+    with scratch_postgres_instance(tmp_path / "dagster", SERVER, prefix="dagster_test") as (instance, name):
+        yield instance, name
 
 
 def _tables(database: str, sql: str) -> list[tuple]:
