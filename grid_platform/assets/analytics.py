@@ -55,8 +55,8 @@ from grid_platform.analytics.snapshot import (
     load_snapshot,
 )
 from grid_platform.analytics.vegetation import OBERRHEIN_CRS
-from grid_platform.assets.risk import read_vegetation_trees
-from grid_platform.assets.topology import OWNERS, networks
+from grid_platform.assets.risk import GRID_RISKS, VEGETATION, read_vegetation_trees
+from grid_platform.assets.topology import OWNERS, SEGMENTS, networks
 from grid_platform.networks import load_network, load_registry
 from grid_platform.publish import Publication, current, publish
 from grid_platform.resources.warehouse import WarehouseResource
@@ -74,11 +74,8 @@ GRID_CENTRALITY = dg.AssetKey([GROUP, "grid_centrality"])
 CASCADE_SCENARIOS = dg.AssetKey([GROUP, "cascade_scenarios"])
 VEGETATION_EXPOSURE = dg.AssetKey([GROUP, "vegetation_exposure"])
 STORM_SCENARIOS = dg.AssetKey([GROUP, "storm_scenarios"])
-SEGMENTS = dg.AssetKey(["topology", "segments"])
-RISK_VEGETATION = dg.AssetKey(["risk", "vegetation"])
-RISK_GRID_RISKS = dg.AssetKey(["risk", "grid_risks"])
 RISK_TRENDLINE = dg.AssetKey(["risk", "trendline"])
-RISK_DAILY = dg.AssetSelection.assets(RISK_GRID_RISKS, RISK_TRENDLINE)
+RISK_DAILY = dg.AssetSelection.assets(GRID_RISKS, RISK_TRENDLINE)
 
 # The risk tables are partitioned by date x network: a network's storms follow any new risk date
 # and never wait for the (many) dates nobody ran.
@@ -437,7 +434,7 @@ def _vegetation_plot(trees: pd.DataFrame) -> dg.MetadataValue:
 
 @dg.asset(
     key=VEGETATION_EXPOSURE, group_name=GROUP, owners=OWNERS, kinds={"python", "duckdb"}, partitions_def=networks,
-    pool="duckdb", deps=[GRID_GRAPH, RISK_VEGETATION], automation_condition=dg.AutomationCondition.eager(),
+    pool="duckdb", deps=[GRID_GRAPH, VEGETATION], automation_condition=dg.AutomationCondition.eager(),
     description="Vegetation fall-zone exposure (grid-analytics.md §4, fall zone = 1.3 × tree height) of the risk "
                 "vegetation layer: per tree the §4 risk score and level against the nearest line segment in metres "
                 "(EPSG:25832) and the nearest station/pole (analytics.vegetation_tree_risk), and every line segment "
@@ -543,7 +540,7 @@ def _storm_plot(table: pd.DataFrame) -> dg.MetadataValue:
 
 @dg.asset(
     key=STORM_SCENARIOS, group_name=GROUP, owners=OWNERS, kinds={"python", "duckdb"}, partitions_def=networks,
-    pool="duckdb", deps=[GRID_CENTRALITY, RISK_GRID_RISKS, RISK_TRENDLINE], automation_condition=STORM_AUTOMATION,
+    pool="duckdb", deps=[GRID_CENTRALITY, GRID_RISKS, RISK_TRENDLINE], automation_condition=STORM_AUTOMATION,
     description="Weather risk joined with cascade analysis: for each day of the served risk horizon, the lines of "
                 "the segments at ALERT (risk.grid_risks) fail at once and the storm_hurricane preset spreads the "
                 "failure through the graph (§2.2 from several seeds). Per day the assets by type, line km, "

@@ -7,6 +7,8 @@ fragment-day rows, so dispatch reads exactly the shape the risk assets publish.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +18,13 @@ from typing import Any
 
 import pandas as pd
 import psycopg
+import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
+from grid_platform.alerts import mqtt
 from grid_platform.alerts.nudging import verify_signature
 from grid_platform.publish import Publication, publish
 from grid_platform.risk.config import load_config
@@ -28,6 +32,20 @@ from grid_platform.risk.tables import risk_km
 from grid_platform.store.db import make_engine, session_factory
 
 PG_URL = "postgresql+psycopg://root@127.0.0.1:5432/test"
+MQTT_URL = os.environ.get("GRID_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+
+
+@contextmanager
+def mqtt_consumer(prefix: str) -> Iterator[str]:
+    """A fresh persistent-session client id on the test broker, its session forgotten afterwards."""
+    broker = mqtt.parse_mqtt_url(MQTT_URL)
+    try:
+        socket.create_connection((broker.host, broker.port), timeout=2).close()
+    except OSError:
+        pytest.skip(f"no MQTT broker at {MQTT_URL}")
+    client_id = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    yield client_id
+    mqtt.forget_session(MQTT_URL, client_id)
 
 
 @dataclass

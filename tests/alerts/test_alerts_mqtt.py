@@ -8,13 +8,12 @@ same time, so assertions only look at this test's run ids.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from alerts_fixtures import fragment_day, publish_risk_km
+from alerts_fixtures import MQTT_URL, fragment_day, mqtt_consumer, publish_risk_km
 
 from grid_platform.alerts import mqtt
 from grid_platform.alerts.config import AlertConfig
@@ -26,28 +25,15 @@ from grid_platform.store import dispatch as ledger
 from grid_platform.store import rules as rule_store
 from grid_platform.store.recipients import synthetic_user_id
 
-MQTT_URL = os.environ.get("GRID_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 FLOW = "grid-resilience-flow"
 
 pytestmark = pytest.mark.services
 
 
-def _broker_up() -> bool:
-    broker = mqtt.parse_mqtt_url(MQTT_URL)
-    try:
-        socket.create_connection((broker.host, broker.port), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture
 def consumer_id() -> Iterator[str]:
-    if not _broker_up():
-        pytest.skip(f"no MQTT broker at {MQTT_URL}")
-    client_id = f"grid-alerts-test-{uuid.uuid4().hex[:10]}"
-    yield client_id
-    mqtt.forget_session(MQTT_URL, client_id)
+    with mqtt_consumer("grid-alerts-test") as client_id:
+        yield client_id
 
 
 def event(run_id: str, status: str = "completed", namespace: str = "grid", flow: str = FLOW) -> PipelineRunEvent:

@@ -2,13 +2,12 @@
 Mosquitto on 127.0.0.1:1883, the daily digest schedule and the dispatch job against the nudging
 stand-in (deliveries counted at the stand-in)."""
 
-import os
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
+from alerts_fixtures import MQTT_URL, mqtt_consumer
 from alerts_wiring_fixtures import ALERT_ENV, GROUPS, NETWORK, alert_grid, publish_run
 
 from grid_platform.alerts import mqtt
@@ -22,7 +21,6 @@ from grid_platform.sensors.alerts import (
 from grid_platform.store import dispatch as ledger
 from grid_platform.store import rules as rule_store
 
-MQTT_URL = os.environ.get("GRID_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 FLOW = "grid-resilience-flow"
 
 
@@ -131,23 +129,11 @@ def test_mqtt_sensor_says_mqtt_is_off_without_url(grid, nudging, instance):
 
 # MQTT against the real broker ------------------------------------------------------------------
 
-def _broker_up() -> bool:
-    broker = mqtt.parse_mqtt_url(MQTT_URL)
-    try:
-        socket.create_connection((broker.host, broker.port), timeout=2).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture
 def consumer_id(monkeypatch):
-    if not _broker_up():
-        pytest.skip(f"no MQTT broker at {MQTT_URL}")
-    client_id = f"grid-alerts-sensor-test-{uuid.uuid4().hex[:10]}"
-    monkeypatch.setenv("GRID_MQTT_CLIENT_ID", client_id)
-    yield client_id
-    mqtt.forget_session(MQTT_URL, client_id)
+    with mqtt_consumer("grid-alerts-sensor-test") as client_id:
+        monkeypatch.setenv("GRID_MQTT_CLIENT_ID", client_id)
+        yield client_id
 
 
 def run_event(run_id: str, *, status: str = "completed", flow: str = FLOW, namespace: str = NETWORK,
