@@ -17,8 +17,8 @@ Two lines:
   Measured on a 5,000-commitment sample and scaled linearly (``note``); the points of the
   sample must equal ours.
 * ``flexibility_settlement_end_to_end``: the same plus the writes. ours: ``settle_day`` with
-  the exactly-once ledger (per batch one DBAPI ``executemany`` of plain tuples, ``INSERT … ON
-  CONFLICT DO NOTHING`` into the ledger, and one ``UPDATE … FROM`` the batch's ledger rows).
+  the exactly-once ledger (per batch its ledger row and one DBAPI ``executemany`` of plain
+  tuples of the conditional UPDATE that settles each commitment with the batch's id).
   baseline: the ORM loop setting the ORM objects, one commit per day, on two whole days
   scaled linearly; the resulting rows must equal ours.
 """
@@ -138,7 +138,7 @@ def ours_end_to_end(url: str, by_day: dict[date, pd.DataFrame]) -> tuple[float, 
     engine = make_engine(url)
     sessions = store.flexibility_sessions(engine)
     started = time.perf_counter()
-    settled = sum(len(settle_day(sessions, day, by_day[day], now=NOW, batch_size=BATCH).settled) for day in days())
+    settled = sum(len(settle_day(sessions, day, by_day[day], now=NOW, batch_size=BATCH).settled_ids) for day in days())
     elapsed = time.perf_counter() - started
     engine.dispose()
     return elapsed, settled
@@ -216,9 +216,9 @@ def main() -> None:
         if len(points) != N_COMMITMENTS:
             raise AssertionError(f"ours found readings for {len(points)} of {N_COMMITMENTS} commitments")
         sample = random.Random(1).sample(list(points["commitment_id"]), SAMPLE)
-        sample_s, expected = baseline_points(baseline_url, sample)
+        sample_s, expected = baseline_points(baseline_url, [store.as_uuid(cid) for cid in sample])
         ours_sample = points.set_index("commitment_id").loc[sample]
-        got = {cid: (int(r.reward_points_actual), r.actual_kwh) for cid, r in ours_sample.iterrows()}
+        got = {store.as_uuid(cid): (int(r.reward_points_actual), r.actual_kwh) for cid, r in ours_sample.iterrows()}
         if got != expected:
             raise AssertionError("points of the vectorised settlement and the ORM loop differ")
 

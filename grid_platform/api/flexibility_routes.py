@@ -216,7 +216,8 @@ def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
             log.exception("suggestions of %s unavailable", principal.sub)
             return []
 
-    @router.post("/suggestions/{suggestion_id}/respond", response_model=RespondOut)
+    @router.post("/suggestions/{suggestion_id}/respond", response_model=RespondOut,
+                 responses={409: {"description": "The caller's commitment to this suggestion is settled already"}})
     def respond(request: Request, suggestion_id: Annotated[str, Path(max_length=255)], body: RespondIn,
                 background: BackgroundTasks) -> dict:
         principal = authorize(request, "write", request.state.principal.sub)
@@ -236,6 +237,8 @@ def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
                                     period_start=start, period_end=end, reward_points_estimated=reward,
                                     community_id=member.community_id if member else None,
                                     device_id=member.device_id if member else None, now=now)
+        if row.status != store.COMMITTED:  # held as settled: the window is paid, it cannot be taken again
+            raise HTTPException(409, f"the commitment {row.id} to this suggestion is {row.status}")
         if created and deps.notifier is not None:
             background.add_task(deps.notifier.on_accept, row, row.device_id, now, deps.config.reminder_lead)
         return {"commitment_id": str(row.id), "status": "committed",
@@ -244,7 +247,7 @@ def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
     # --- commitments ----------------------------------------------------------------------
 
     @router.post("/commitments", response_model=CommitmentOut, status_code=201,
-                 responses={409: {"description": "The user already holds this suggestion as committed"}})
+                 responses={409: {"description": "The user already holds this suggestion (committed or settled)"}})
     def create(request: Request, body: CommitmentIn) -> CommitmentOut:
         principal: Principal = request.state.principal
         user_id = body.user_id if is_service(principal) else principal.sub
@@ -259,7 +262,7 @@ def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
                                     period_end=body.period_end, reward_points_estimated=body.reward_points_estimated,
                                     now=deps.clock())
         if not created:
-            raise HTTPException(409, "a committed commitment for this suggestion exists")
+            raise HTTPException(409, f"the user holds this suggestion already (commitment {row.id}, {row.status})")
         return _out(row)
 
     @router.get("/commitments", response_model=CommitmentPage)
@@ -306,7 +309,7 @@ def flexibility_router(deps: FlexibilityDeps) -> APIRouter:
     def cancel(request: Request, commitment_id: uuid.UUID) -> Response:
         principal = authorize(request, "delete", request.state.principal.sub)
         with sessions.begin() as session:
-            outcome = store.cancel(session, principal.sub, commitment_id)
+            outcome = store.cancel(session, principal.sub, commitment_id, now=deps.clock())
         if not outcome.found:
             raise HTTPException(404, "commitment not found")
         if not outcome.changed:

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import duckdb
 import pandas as pd
-from sqlalchemy import select
 
 from grid_platform.flexibility import gamification, pipeline, publications
 from grid_platform.flexibility.config import load_flexibility_config
@@ -332,17 +331,13 @@ LEADERBOARD_DDL = f"""create table if not exists {SCHEMA}.leaderboard (
 
 
 def _ledger_frame(flexibility: FlexibilityResource) -> pd.DataFrame:
-    c, s = store.Commitment, store.Settlement
-    query = (select(s.commitment_id, c.user_id, c.community_id, c.device_id, c.period_start, c.period_end,
-                          s.period_date, s.settled_at, s.reward_points_actual, s.actual_kwh, s.source, s.run_id)
-             .join(c, c.id == s.commitment_id).order_by(s.settled_at, s.commitment_id))
     with flexibility.sessions() as session:
-        rows = session.execute(query).all()
+        rows = store.ledger_entries(session)
     frame = pd.DataFrame(rows, columns=["commitment_id", "user_id", "community_id", "device_id", "period_start",
-                                        "period_end", "period_date", "settled_at", "reward_points_actual",
-                                        "actual_kwh", "source", "run_id"])
+                                        "period_end", "batch_id", "source", "run_id", "period_date", "settled_at",
+                                        "reward_points_actual", "actual_kwh"])
     frame["commitment_id"] = frame["commitment_id"].astype(str)
-    return frame
+    return frame.drop(columns="batch_id")
 
 
 def _replace_table(con: duckdb.DuckDBPyConnection, table: str, ddl: str, frame: pd.DataFrame) -> None:

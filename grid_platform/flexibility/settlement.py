@@ -140,18 +140,23 @@ class SettlementReport:
     selected: int = 0
     skipped_unassigned: int = 0  # no community or no device: stay committed
     missing_readings: int = 0  # no reading yet: a later run retries
-    settled: list[uuid.UUID] = field(default_factory=list)
+    settled_ids: list[Any] = field(default_factory=list)  # as stored (store.due_for_settlement)
     already_settled: int = 0  # claimed by another run or cancelled meanwhile
     batches: int = 0
 
+    @property
+    def settled(self) -> list[uuid.UUID]:
+        """The commitments this run settled, as UUIDs (built on demand: the run itself needs none)."""
+        return [store.as_uuid(cid) for cid in self.settled_ids]
+
     def as_metadata(self) -> dict[str, Any]:
         return {"day": self.day.isoformat(), "selected": self.selected, "skipped_unassigned": self.skipped_unassigned,
-                "missing_readings": self.missing_readings, "settled": len(self.settled),
+                "missing_readings": self.missing_readings, "settled": len(self.settled_ids),
                 "already_settled": self.already_settled, "batches": self.batches}
 
 
 def due_frame(sessions: sessionmaker, day: date) -> pd.DataFrame:
-    """Committed commitments fully inside UTC ``day`` (all of them; the caller filters)."""
+    """Committed commitments fully inside UTC ``day`` (all of them; the caller filters), ids as stored."""
     with sessions() as session:
         rows = store.due_for_settlement(session, day)
     frame = pd.DataFrame.from_records(rows, columns=["commitment_id", "community_id", "device_id", "period_start",
@@ -163,11 +168,11 @@ def due_frame(sessions: sessionmaker, day: date) -> pd.DataFrame:
 
 def settle_day(sessions: sessionmaker, day: date, readings: pd.DataFrame, *, now: datetime | None = None,
                batch_size: int = 1000, run_id: str | None = None,
-               on_batch: Callable[[Sequence[uuid.UUID], pd.DataFrame], None] | None = None) -> SettlementReport:
+               on_batch: Callable[[Sequence[Any], pd.DataFrame], None] | None = None) -> SettlementReport:
     """Settle the ``committed`` rows of UTC day ``day`` against hourly ``readings``.
 
     One transaction (and commit) per batch; ``on_batch(settled_ids, batch_points)`` runs after
-    each commit (e.g. to hand the settled rows to the nudge outbox). A crash loses at most the
+    each commit (ids as stored, see ``store.due_for_settlement``). A crash loses at most the
     open batch, which the next run settles; rows settled before are never settled again.
     """
     now = now or datetime.now(UTC)
@@ -191,7 +196,7 @@ def settle_day(sessions: sessionmaker, day: date, readings: pd.DataFrame, *, now
         with store.write_transaction(sessions) as session:
             settled = store.record_settlements(session, batch, now=now, period_date=day, run_id=run_id)
         report.batches += 1
-        report.settled.extend(settled)
+        report.settled_ids.extend(settled)
         report.already_settled += len(batch) - len(settled)
         if on_batch is not None:
             batch_points = points.iloc[offset:offset + batch_size]

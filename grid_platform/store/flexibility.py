@@ -3,15 +3,18 @@
 On PostgreSQL the tables live in schema ``flexibility``; on SQLite they are plain tables:
 use ``flexibility_engine(engine)`` (a schema translation on SQLite, the engine itself on
 PostgreSQL) for every session on these tables. The tables have their own ``MetaData``
-(``FlexBase``) because one metadata cannot describe both layouts; migration 0003 creates them.
+(``FlexBase``) because one metadata cannot describe both layouts; migrations 0003 and 0004
+create them.
 
-Exactly-once settlement: every settlement, by the job or by ``PATCH …/settle``, inserts a
-ledger row keyed by ``commitment_id`` (``ON CONFLICT DO NOTHING``) and moves the commitment
-``committed -> settled`` with a conditional UPDATE in the same transaction. Two overlapping
-runs cannot both claim a row: the second insert conflicts (PostgreSQL waits for the first
-transaction's unique-index entry; SQLite serialises writers), and a crash before commit
-leaves neither the ledger row nor the status change. Callers own the transaction except
-where a function takes a ``sessionmaker``.
+Exactly-once settlement: every settlement, by the job or by ``PATCH …/settle``, is one
+conditional UPDATE per commitment (``… WHERE id = ? AND status = 'committed'``) that writes
+the points, ``settled_at`` and the id of its settlement batch, in the transaction that inserts
+the batch's ledger row (``flexibility_settlement_batches``: source, run, period date, time,
+count and points). ``committed -> settled`` is terminal, so a row is settled by at most one
+batch: two overlapping runs cannot both change it (SQLite serialises writers; on PostgreSQL
+the second UPDATE waits for the first transaction's row lock and re-reads the status), and a
+crash before commit leaves neither the batch row nor any status change. Callers own the
+transaction except where a function takes a ``sessionmaker``.
 """
 
 from __future__ import annotations
@@ -39,11 +42,13 @@ from sqlalchemy import (
     Uuid,
     delete,
     func,
+    insert,
     select,
     text,
     type_coerce,
     update,
 )
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -52,6 +57,8 @@ from grid_platform.store.models import NAMING, UTCDateTime, utcnow
 FLEX_SCHEMA = "flexibility"
 COMMITTED, SETTLED, CANCELLED, REJECTED = "committed", "settled", "cancelled", "rejected"
 STATUSES = (COMMITTED, SETTLED, CANCELLED, REJECTED)
+HOLDING = (COMMITTED, SETTLED)  # states in which the user holds the suggestion
+SOURCES = ("job", "api")  # the settlement job, PATCH …/settle
 SUGGESTION_TYPE = "shift-consumption"
 MAX_PAGE = 200
 STALE_AFTER = timedelta(hours=48)
@@ -61,19 +68,50 @@ class FlexBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING, schema=FLEX_SCHEMA)
 
 
+def one_of(column: str, values: Sequence[str]) -> str:
+    """A CHECK that ``column`` holds one of ``values``, as an OR chain: SQLite builds an ephemeral
+    index for an ``IN (…)`` list at every evaluation of the CHECK (≈2 µs per written row)."""
+    return " OR ".join(f"{column} = '{value}'" for value in values)
+
+
+class SettlementBatch(FlexBase):
+    """The settlement ledger: one row per settling transaction (a job batch or one ``PATCH …/settle``).
+
+    The commitments it settled carry its ``batch_id``; the row is written in their transaction.
+    """
+
+    __tablename__ = "flexibility_settlement_batches"
+    __table_args__ = (CheckConstraint(one_of("source", SOURCES), name="source_known"), {"sqlite_autoincrement": True})
+
+    # An integer: every settled commitment carries it (and its index entry), so it stays short.
+    batch_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(20))
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    period_date: Mapped[date | None] = mapped_column(Date)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    commitments: Mapped[int] = mapped_column(Integer)  # rows this batch settled
+    reward_points: Mapped[int] = mapped_column(Integer)  # their points
+
+
 class Commitment(FlexBase):
     __tablename__ = "flexibility_commitments"
     __table_args__ = (
-        CheckConstraint("status IN ('committed', 'settled', 'cancelled', 'rejected')", name="status_known"),
+        CheckConstraint(one_of("status", STATUSES), name="status_known"),
         CheckConstraint("period_end > period_start", name="period_ordered"),
+        CheckConstraint(f"(released_at IS NULL) = ({one_of('status', HOLDING)})", name="released_iff_not_held"),
         # Live rows by window end: settlement, /pending and the stale check read only these. Partial,
         # so a statement by primary key is never planned through it (SQLite has no statistics).
         Index("ix_flexibility_commitments_live_period_end", "period_end",
               sqlite_where=text("status = 'committed'"), postgresql_where=text("status = 'committed'")),
         Index("ix_flexibility_commitments_committed_at", "committed_at"),
-        # One live commitment per (user, suggestion): concurrent duplicate accepts cannot both insert.
-        Index("uq_flexibility_commitments_live_suggestion", "user_id", "suggestion_id", unique=True,
-              sqlite_where=text("status = 'committed'"), postgresql_where=text("status = 'committed'")),
+        # A user holds a suggestion (its window) at most once, committed or settled: concurrent duplicate
+        # accepts cannot both insert, and a settled window cannot be accepted and paid again. Keyed on
+        # released_at, which settlement does not touch: settling leaves this index alone.
+        Index("uq_flexibility_commitments_held_suggestion", "user_id", "suggestion_id", unique=True,
+              sqlite_where=text("released_at IS NULL"), postgresql_where=text("released_at IS NULL")),
+        Index("ix_flexibility_commitments_settlement_batch_id", "settlement_batch_id",
+              sqlite_where=text("settlement_batch_id IS NOT NULL"),
+              postgresql_where=text("settlement_batch_id IS NOT NULL")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -87,28 +125,14 @@ class Commitment(FlexBase):
     committed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
     settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the user gave the suggestion back: cancelled, or declined (then the creation time).
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default=COMMITTED, server_default=COMMITTED)
     reward_points_estimated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     reward_points_actual: Mapped[int | None] = mapped_column(Integer)
     actual_kwh: Mapped[float | None] = mapped_column(Float)
-
-
-class Settlement(FlexBase):
-    """The settlement ledger: at most one row per commitment, written with the status change."""
-
-    __tablename__ = "flexibility_settlements"
-    __table_args__ = (CheckConstraint("source IN ('job', 'api')", name="source_known"),)
-
-    commitment_id: Mapped[uuid.UUID] = mapped_column(
-        Uuid, ForeignKey(Commitment.id, ondelete="CASCADE", name="fk_flexibility_settlements_commitment_id"),
-        primary_key=True)
-    batch_id: Mapped[str] = mapped_column(String(32), index=True)
-    run_id: Mapped[str | None] = mapped_column(String(255))
-    period_date: Mapped[date | None] = mapped_column(Date)
-    reward_points_actual: Mapped[int] = mapped_column(Integer)
-    actual_kwh: Mapped[float | None] = mapped_column(Float)
-    settled_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    source: Mapped[str] = mapped_column(String(20))
+    settlement_batch_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey(SettlementBatch.batch_id, name="fk_flexibility_commitments_settlement_batch_id"))
 
 
 def flexibility_engine(engine: Engine) -> Engine:
@@ -155,27 +179,30 @@ def create_commitment(session: Session, *, user_id: str, suggestion_id: str, per
     start, end = _aware(period_start, "period_start"), _aware(period_end, "period_end")
     if end <= start:
         raise ValueError("period_end must be after period_start")
+    now = now or utcnow()
     row = Commitment(id=uuid.uuid4(), user_id=user_id, suggestion_id=suggestion_id, suggestion_type=suggestion_type,
                      community_id=community_id, device_id=device_id, period_start=start, period_end=end,
-                     committed_at=now or utcnow(), status=status,
+                     committed_at=now, status=status, released_at=now if status == REJECTED else None,
                      reward_points_estimated=int(reward_points_estimated))
     session.add(row)
     session.flush()
     return row
 
 
-def live_commitment(session: Session, user_id: str, suggestion_id: str) -> Commitment | None:
+def held_commitment(session: Session, user_id: str, suggestion_id: str) -> Commitment | None:
+    """The user's ``committed`` or ``settled`` row of this suggestion, or None."""
     query = select(Commitment).where(Commitment.user_id == user_id, Commitment.suggestion_id == suggestion_id,
-                                     Commitment.status == COMMITTED)
+                                     Commitment.released_at.is_(None))
     return session.scalars(query).first()
 
 
 def accept(sessions: sessionmaker, **fields: Any) -> tuple[Commitment, bool]:
-    """Insert a ``committed`` row unless the user already holds this suggestion; (row, created)."""
+    """Insert a ``committed`` row unless the user already holds this suggestion (committed, or settled:
+    its window is paid); (row, created)."""
     for _ in range(3):
         try:
             with sessions.begin() as session:
-                existing = live_commitment(session, fields["user_id"], fields["suggestion_id"])
+                existing = held_commitment(session, fields["user_id"], fields["suggestion_id"])
                 if existing is not None:
                     return existing, False
                 return create_commitment(session, **fields), True
@@ -235,13 +262,14 @@ class Outcome:
     row: Commitment | None = None
 
 
-def cancel(session: Session, user_id: str, commitment_id: uuid.UUID) -> Outcome:
-    """``committed -> cancelled`` for the caller's own row (conditional, so a settled row stays settled)."""
+def cancel(session: Session, user_id: str, commitment_id: uuid.UUID, now: datetime | None = None) -> Outcome:
+    """``committed -> cancelled`` for the caller's own row (conditional, so a settled row stays settled);
+    the suggestion is released and can be accepted again."""
     result = session.execute(update(Commitment.__table__)
                              .where(Commitment.__table__.c.id == commitment_id,
                                     Commitment.__table__.c.user_id == user_id,
                                     Commitment.__table__.c.status == COMMITTED)
-                             .values(status=CANCELLED))
+                             .values(status=CANCELLED, released_at=_aware(now, "now") if now else utcnow()))
     if result.rowcount == 1:
         return Outcome(True, True, get_commitment(session, commitment_id, user_id))
     row = get_commitment(session, commitment_id, user_id)
@@ -291,17 +319,25 @@ def due_for_settlement(session: Session, day: date) -> list[Any]:
     """``committed`` rows whose window lies fully inside UTC day ``day`` (with or without a device).
 
     Plain rows ``id, community_id, device_id, period_start, period_end`` (Core, no ORM objects;
-    only what settlement reads). The times come as the driver gives them (naive UTC text on
-    SQLite, aware datetimes on PostgreSQL), for a vectorised conversion by the caller.
+    only what settlement reads), every value as the driver gives it: the id in its stored form
+    (32 hex digits on SQLite, a ``uuid.UUID`` on PostgreSQL: ``as_uuid`` turns either into a
+    UUID) and the times as naive UTC text on SQLite or aware datetimes on PostgreSQL, for a
+    vectorised conversion by the caller. Building 100,000 UUIDs and datetimes per row would
+    cost more than the whole selection.
     """
     start, end = utc_day_bounds(day)
     c = Commitment
     # period_end > start is implied (period_end > period_start >= start): it bounds the index range.
-    query = (select(c.id, c.community_id, c.device_id, type_coerce(c.period_start, String),
+    query = (select(type_coerce(c.id, String), c.community_id, c.device_id, type_coerce(c.period_start, String),
                     type_coerce(c.period_end, String))
              .where(c.status == COMMITTED, c.period_start >= start, c.period_end <= end, c.period_end > start)
              .order_by(c.period_start, c.id))
     return session.connection().execute(query).all()
+
+
+def as_uuid(commitment_id: Any) -> uuid.UUID:
+    """A commitment id in any form (``uuid.UUID``, stored hex, text) as a ``uuid.UUID``."""
+    return commitment_id if isinstance(commitment_id, uuid.UUID) else uuid.UUID(str(commitment_id))
 
 
 def _driver_value(connection: Connection, column: Column) -> Callable[[Any], Any]:
@@ -321,57 +357,62 @@ def _table_name(connection: Connection, table: Table) -> str:
 _MARKS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
-def record_settlements(session: Session, settlements: Sequence[tuple[uuid.UUID, int, float | None]], *,
+def record_settlements(session: Session, settlements: Sequence[tuple[Any, int, float | None]], *,
                        now: datetime, period_date: date | None = None, run_id: str | None = None,
-                       source: str = "job") -> list[uuid.UUID]:
-    """Settle the given commitments exactly once; returns the ids this call settled, in input order.
+                       source: str = "job") -> list[Any]:
+    """Settle the given commitments exactly once; returns the ids this call settled, in input order
+    and in the form given.
 
-    ``settlements``: ``(commitment_id, reward_points_actual, actual_kwh)``. Rows already in
-    the ledger (settled before, or by a concurrent run) and rows no longer ``committed``
-    (cancelled meanwhile) are left alone. Runs inside the caller's transaction: commit once
-    per batch.
+    ``settlements``: ``(commitment_id, reward_points_actual, actual_kwh)``, the id a
+    ``uuid.UUID`` or in its stored form (``due_for_settlement``). Rows no longer
+    ``committed`` (settled before, by a concurrent run, or cancelled) are left alone; a
+    repeated id is settled with its first entry. Runs inside the caller's transaction: commit
+    once per batch.
 
-    Two set-based statements: the ledger rows go in with one DBAPI ``executemany`` of plain
-    tuples (``INSERT … ON CONFLICT (commitment_id) DO NOTHING``; the values take their
-    column's bind processing once per value, the per-batch constants once per batch), then
-    one ``UPDATE … FROM`` the batch's ledger rows settles the commitments.
+    The batch's ledger row goes in first (its id is what the commitments reference), then one
+    DBAPI ``executemany`` of plain tuples runs the conditional UPDATE (each value takes its
+    column's bind processing once; no ORM objects, no per-row SQL). When every row was
+    updated, the settled rows are the input; otherwise they are read back by batch id.
     """
     if not settlements:
         return []
     now = _aware(now, "now")
-    batch = uuid.uuid4().hex
     connection = session.connection()
-    ledger, commitments = Settlement.__table__, Commitment.__table__
-    columns = ("batch_id", "run_id", "period_date", "settled_at", "source")
-    constants = tuple(_driver_value(connection, ledger.c[name])(value)
-                      for name, value in zip(columns, (batch, run_id, period_date, now, source)))
-    commitment_id = _driver_value(connection, ledger.c.commitment_id)
+    batches, commitments = SettlementBatch.__table__, Commitment.__table__
+    batch = connection.execute(insert(batches).values(source=source, run_id=run_id, period_date=period_date,
+                                                      settled_at=now, commitments=0, reward_points=0)
+                               .returning(batches.c.batch_id)).scalar_one()
     mark = _MARKS.get(connection.dialect.paramstyle)
     if mark is None:
         raise RuntimeError(f"settlement writes support qmark/format DBAPI drivers (sqlite3, psycopg), "
                            f"not paramstyle {connection.dialect.paramstyle!r}")
-    connection.exec_driver_sql(
-        f"INSERT INTO {_table_name(connection, ledger)} (commitment_id, {', '.join(columns)}, "
-        f"reward_points_actual, actual_kwh) VALUES ({', '.join([mark] * (len(columns) + 3))}) "
-        "ON CONFLICT (commitment_id) DO NOTHING",
-        [(commitment_id(cid), *constants, int(points), None if kwh is None else float(kwh))
-         for cid, points, kwh in settlements])
-    # UPDATE … FROM the batch's ledger rows: one join by primary key (SQLite >= 3.33, PostgreSQL).
-    updated = connection.execute(
-        update(commitments)
-        .where(commitments.c.id == ledger.c.commitment_id, ledger.c.batch_id == batch,
-               commitments.c.status == COMMITTED)
-        .values(status=SETTLED, settled_at=now, reward_points_actual=ledger.c.reward_points_actual,
-                actual_kwh=ledger.c.actual_kwh)).rowcount
-    ids = [cid for cid, _, _ in settlements]
-    if updated == len(ids):
-        return ids  # every row is this batch's ledger row, and settled
-    # Claimed but not settled by the UPDATE: the row was cancelled/rejected, not ours to settle.
-    settled_row = select(commitments.c.id).where(commitments.c.id == ledger.c.commitment_id,
-                                                 commitments.c.status == SETTLED)
-    connection.execute(delete(ledger).where(ledger.c.batch_id == batch, ~settled_row.exists()))
-    claimed = set(connection.execute(select(ledger.c.commitment_id).where(ledger.c.batch_id == batch)).scalars())
-    return list(dict.fromkeys(cid for cid in ids if cid in claimed))  # a repeated id is settled once
+    settled_at = _driver_value(connection, commitments.c.settled_at)(now)
+    uuid_to_stored = _driver_value(connection, commitments.c.id)
+
+    def stored(cid: Any) -> Any:
+        return uuid_to_stored(cid) if isinstance(cid, uuid.UUID) else cid
+
+    updated = connection.exec_driver_sql(
+        f"UPDATE {_table_name(connection, commitments)} SET status = '{SETTLED}', settled_at = {mark}, "
+        f"settlement_batch_id = {mark}, reward_points_actual = {mark}, actual_kwh = {mark} "
+        f"WHERE id = {mark} AND status = '{COMMITTED}'",
+        [(settled_at, batch, int(points), None if kwh is None else float(kwh), stored(cid))
+         for cid, points, kwh in settlements]).rowcount
+    points_of: dict[Any, int] = {}  # input order; a repeated id counts with its first entry
+    for cid, points, _ in settlements:
+        points_of.setdefault(cid, int(points))
+    if updated == len(settlements):
+        settled = list(points_of)  # every row updated: no repeats (a repeat updates nothing), all settled
+    else:
+        ours = set(connection.execute(select(commitments.c.id)
+                                      .where(commitments.c.settlement_batch_id == batch)).scalars())
+        settled = [cid for cid in points_of if as_uuid(cid) in ours]
+    if not settled:
+        connection.execute(delete(batches).where(batches.c.batch_id == batch))  # no empty ledger rows
+        return []
+    connection.execute(update(batches).where(batches.c.batch_id == batch)
+                       .values(commitments=len(settled), reward_points=sum(points_of[cid] for cid in settled)))
+    return settled
 
 
 def settle_one(sessions: sessionmaker, commitment_id: uuid.UUID, *, reward_points_actual: int,
@@ -387,17 +428,24 @@ def settle_one(sessions: sessionmaker, commitment_id: uuid.UUID, *, reward_point
         return Outcome(True, bool(settled), row)
 
 
-def ledger_entries(session: Session, commitment_ids: Sequence[uuid.UUID] | None = None) -> list[Settlement]:
-    query = select(Settlement).order_by(Settlement.settled_at, Settlement.commitment_id)
+def ledger_entries(session: Session, commitment_ids: Sequence[uuid.UUID] | None = None) -> list[Row]:
+    """One row per settled commitment with its batch: ``commitment_id, user_id, community_id, device_id,
+    period_start, period_end, batch_id, source, run_id, period_date, settled_at, reward_points_actual,
+    actual_kwh``; by settlement time."""
+    c, b = Commitment, SettlementBatch
+    query = (select(c.id.label("commitment_id"), c.user_id, c.community_id, c.device_id, c.period_start,
+                    c.period_end, b.batch_id, b.source, b.run_id, b.period_date, c.settled_at,
+                    c.reward_points_actual, c.actual_kwh)
+             .join(b, b.batch_id == c.settlement_batch_id).order_by(c.settled_at, c.id))
     if commitment_ids is not None:
-        query = query.where(Settlement.commitment_id.in_(list(commitment_ids)))
-    return list(session.scalars(query))
+        query = query.where(c.id.in_(list(commitment_ids)))
+    return list(session.execute(query))
 
 
 def settled_for_day(session: Session, day: date) -> list[Commitment]:
-    """Rows the settlement job settled for UTC ``day`` (ledger ``period_date``)."""
-    query = (select(Commitment).join(Settlement, Settlement.commitment_id == Commitment.id)
-             .where(Settlement.period_date == day).order_by(Commitment.period_start, Commitment.id))
+    """Rows the settlement job settled for UTC ``day`` (the batches' ``period_date``)."""
+    query = (select(Commitment).join(SettlementBatch, SettlementBatch.batch_id == Commitment.settlement_batch_id)
+             .where(SettlementBatch.period_date == day).order_by(Commitment.period_start, Commitment.id))
     return list(session.scalars(query))
 
 

@@ -260,6 +260,14 @@ def test_commitments_crud_isolation_and_conflicts(api):
                         json={"reward_points_actual": 9}).status_code == 409
     assert client.patch(f"/api/commitments/{uuid.uuid4()}/settle", headers=service("flexibility.read"),
                         json={"reward_points_actual": 9}).status_code == 404
+    # A cancelled suggestion is released: taken again, a new row. A settled one stays held: its
+    # window is paid and cannot be committed (and paid) a second time.
+    again = client.post("/api/commitments", headers=user("alice"), json=body)
+    assert again.status_code == 201 and again.json()["id"] != cid
+    assert client.post("/api/commitments", headers=service("flexibility.write"),
+                       json={**body, "user_id": "bob"}).status_code == 409
+    retaken = client.post("/api/suggestions/s1/respond", headers=user("bob"), json={"response": "accepted"})
+    assert retaken.status_code == 409 and bob in retaken.json()["detail"]
 
 
 def test_listing_pagination_pending_and_export(api):

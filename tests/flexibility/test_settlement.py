@@ -289,7 +289,11 @@ def _assert_exactly_once(sessions: sessionmaker, reports, n: int) -> None:
     assert sum(r.already_settled for r in reports) > 0
     assert len(settled) == n and len(set(settled)) == n  # each row by exactly one run
     with sessions() as session:
-        assert session.scalar(select(func.count()).select_from(store.Settlement)) == n
+        batches, counted = session.execute(select(func.count(), func.sum(store.SettlementBatch.commitments))).one()
+        entries = store.ledger_entries(session)
+    assert len(entries) == counted == n
+    assert batches == len({e.batch_id for e in entries})  # no ledger row for a batch that settled nothing
+    with sessions() as session:
         assert session.scalar(select(func.count()).select_from(store.Commitment)
                               .where(store.Commitment.status == "settled")) == n
 

@@ -1,5 +1,5 @@
-"""Commitment store: migration 0003 up and down on SQLite and PostgreSQL, the models match it,
-duplicate accepts, the ``/pending`` stamp under concurrency, pagination totals.
+"""Commitment store: migrations 0003 and 0004 up and down on SQLite and PostgreSQL (the models
+match them; settlements carried between the two ledger layouts), the status CHECK, duplicate accepts, the ``/pending`` stamp under concurrency, pagination totals.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import BLANK_SCHEMA, MetaData, inspect
@@ -19,7 +20,7 @@ from grid_platform.store.db import downgrade, make_engine, upgrade
 from grid_platform.store.models import NAMING
 
 T0 = datetime(2026, 6, 10, 10, tzinfo=UTC)
-FLEX_TABLES = {"flexibility_commitments", "flexibility_settlements"}
+FLEX_TABLES = {"flexibility_commitments", "flexibility_settlement_batches"}
 
 
 def _plain_metadata() -> MetaData:
@@ -66,6 +67,68 @@ def test_migration_on_sqlite(tmp_path):
     _check_migrations(f"sqlite:///{tmp_path / 'state.db'}", None)
 
 
+def _carry_settlements_between_ledger_layouts(url: str, schema: str | None) -> None:
+    """Rows of the 0003 per-commitment ledger become batches in 0004, and come back on downgrade."""
+    upgrade(url, "0003")
+    engine = make_engine(url)
+    settled, live, again = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    key = (lambda u: u) if schema else (lambda u: u.hex)  # native uuid on PostgreSQL, CHAR(32) on SQLite
+    try:
+        meta = MetaData()
+        commitments = sa.Table("flexibility_commitments", meta, autoload_with=engine, schema=schema)
+        ledger = sa.Table("flexibility_settlements", meta, autoload_with=engine, schema=schema)
+        with engine.begin() as connection:
+            common = {"user_id": "u", "suggestion_type": "shift-consumption", "community_id": "c",
+                      "device_id": "d", "period_start": T0, "period_end": T0 + timedelta(hours=1),
+                      "committed_at": T0 - timedelta(days=1), "reward_points_estimated": 10}
+            connection.execute(commitments.insert(), {
+                **common, "id": key(settled), "suggestion_id": "s1", "status": "settled",
+                "settled_at": T0 + timedelta(days=1), "reward_points_actual": 7, "actual_kwh": 0.7})
+            connection.execute(commitments.insert(), {**common, "id": key(live), "suggestion_id": "s2",
+                                                      "status": "committed"})
+            # Accepted again after its settlement (0003 allowed it): settling it would pay s1 twice.
+            connection.execute(commitments.insert(), {**common, "id": key(again), "suggestion_id": "s1",
+                                                      "status": "committed"})
+            connection.execute(ledger.insert(), {
+                "commitment_id": key(settled), "batch_id": "b" * 32, "run_id": "run-1", "period_date": T0.date(),
+                "reward_points_actual": 7, "actual_kwh": 0.7, "settled_at": T0 + timedelta(days=1),
+                "source": "job"})
+        upgrade(url)
+        sessions = store.flexibility_sessions(engine)
+        with sessions() as session:
+            entries = store.ledger_entries(session)
+            batch = session.get(store.SettlementBatch, 1)
+            assert store.get_commitment(session, live).settlement_batch_id is None
+            assert (store.get_commitment(session, again).status, store.held_commitment(session, "u", "s1").id) == (
+                "cancelled", settled)
+        assert [(e.commitment_id, e.batch_id, e.run_id, e.period_date, e.reward_points_actual, e.source)
+                for e in entries] == [(settled, 1, "run-1", T0.date(), 7, "job")]
+        assert (batch.commitments, batch.reward_points, batch.settled_at) == (1, 7, T0 + timedelta(days=1))
+        with pytest.raises(IntegrityError), sessions.begin() as session:  # the rebuilt CHECK holds
+            session.execute(sa.update(store.Commitment).where(store.Commitment.id == live).values(status="done"))
+        downgrade(url, "0003")
+        with engine.connect() as connection:
+            back = connection.execute(sa.select(ledger.c.commitment_id, ledger.c.batch_id, ledger.c.run_id,
+                                                ledger.c.reward_points_actual, ledger.c.source)).all()
+            statuses = dict(connection.execute(sa.select(commitments.c.id, commitments.c.status)).all())
+        assert back == [(key(settled), "1", "run-1", 7, "job")]
+        assert statuses == {key(settled): "settled", key(live): "committed", key(again): "cancelled"}
+        upgrade(url)
+        assert store.settle_one(sessions, live, reward_points_actual=1, actual_kwh=0.1, now=T0).changed
+        with sessions() as session:  # numbering continues after the carried-over batch
+            assert store.get_commitment(session, live).settlement_batch_id == 2
+    finally:
+        engine.dispose()
+
+
+def test_ledger_carried_over_on_sqlite(tmp_path):
+    _carry_settlements_between_ledger_layouts(f"sqlite:///{tmp_path / 'state.db'}", None)
+
+
+def test_ledger_carried_over_on_postgresql(pg_database):
+    _carry_settlements_between_ledger_layouts(pg_database, store.FLEX_SCHEMA)
+
+
 def test_sqlite_engine_settings(sqlite_url):
     """Every connection of the platform's SQLite engine: WAL, NORMAL sync, a 64 MiB cache, foreign keys."""
     engine = make_engine(sqlite_url)
@@ -110,6 +173,26 @@ def test_constraints(sessions):
     with sessions.begin() as session:  # a rejected row for the same suggestion is fine
         store.create_commitment(session, user_id="u", suggestion_id="s", period_start=T0,
                                 period_end=T0 + timedelta(hours=1), status="rejected")
+
+
+def test_a_suggestion_is_held_until_released(sessions):
+    """Committed or settled, a suggestion is held (accepting returns that row); cancelled or
+    declined, it is released (``released_at``) and can be taken again."""
+    fields = {"user_id": "u", "suggestion_id": "w", "period_start": T0, "period_end": T0 + timedelta(hours=1)}
+    first, created = store.accept(sessions, **fields)
+    assert created and first.released_at is None
+    with sessions.begin() as session:
+        assert store.cancel(session, "u", first.id, now=T0).row.released_at == T0
+    second, created = store.accept(sessions, **fields)
+    assert created and second.id != first.id
+    assert store.settle_one(sessions, second.id, reward_points_actual=2, actual_kwh=0.2, now=T0).changed
+    held, created = store.accept(sessions, **fields)
+    assert (held.id, held.status, created) == (second.id, "settled", False)
+    with sessions.begin() as session:
+        declined = store.create_commitment(session, **fields, status="rejected", now=T0)
+        assert declined.released_at == T0
+    with pytest.raises(IntegrityError), sessions.begin() as session:  # released only with a terminal status
+        session.execute(sa.update(store.Commitment).where(store.Commitment.id == second.id).values(released_at=T0))
 
 
 def test_concurrent_duplicate_accepts_insert_one_row(sessions):
