@@ -5,16 +5,6 @@ select
     date,
     risk_vector,
     operational_unit,
-    km_total,
-    km_alert,
-    km_warning,
-    km_normal,
-    km_escalated,
-    risk_index,
-    worst_level,
-    metric_max,
-    n_lines,
-    n_tratte,
-    abs(km_alert + km_warning + km_normal - km_total) < 1e-6 as km_parts_sum_to_total
+    {{ risk_km_rollup_columns(['n_lines', 'n_tratte']) }}
 from {{ ref('stg_risk_km') }}
 where level = 'unit'
