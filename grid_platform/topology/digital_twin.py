@@ -6,12 +6,13 @@ The Digital Twin serves its topology as value fetchers (alerts-and-access.md §8
 client pages until a page comes back short. Fetchers: ``topology.networks`` (title, CRS,
 declared area) and ``topology.buses | lines | substations | transformers | switches``.
 
-Transient failures are retried with exponential backoff: timeouts and refused connections,
-HTTP 429 and 5xx, bodies that are not JSON or not an envelope (a gateway page, a truncated
-answer). Other 4xx raise at once with the DT's ``detail``. Items are then validated as a
-whole before anything is built: a missing or mistyped field, missing or invalid coordinates,
-a duplicate id or a reference to an object the DT does not list raises a
-:class:`DigitalTwinPayloadError` naming the fetcher, the object and the field.
+Transient failures are retried with exponential backoff (``grid_platform.http_retry``):
+timeouts and refused connections, HTTP 429 and 5xx, bodies that are not JSON or not an
+envelope (a gateway page, a truncated answer). Other 4xx raise at once with the DT's
+``detail``. Items are then validated as a whole before anything is built: a missing or
+mistyped field, missing or invalid coordinates, a duplicate id or a reference to an object
+the DT does not list raises a :class:`DigitalTwinPayloadError` naming the fetcher, the
+object and the field.
 
 Mapping to the model: a bus is a node (its Point required); a line keeps its route
 (``geometry_source='route'``) or, without one, runs straight between its buses
@@ -26,11 +27,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import numpy as np
 import shapely
+
+from grid_platform import http_retry
 
 from .model import (
     LINE_COLUMNS,
@@ -81,19 +84,25 @@ class DtMissingCoordinates(DigitalTwinPayloadError):
     pass
 
 
+class MalformedBody(Exception):
+    """A body that is not JSON or not an envelope: retried, the next answer may be whole."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
+    """The DT client's retry settings, in the terms its callers use."""
+
     attempts: int = 4
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     timeout_s: float = 30.0  # the DT may load a network on first request
 
-    def delay(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2**attempt)
-
-
-class _Transient(Exception):
-    pass
+    def http(self) -> http_retry.RetryPolicy:
+        # Only 429 and 5xx are transient statuses: other 4xx (408 too) are refusals, raised at once.
+        return http_retry.RetryPolicy(
+            timeout_s=self.timeout_s, max_tries=self.attempts, backoff_s=self.backoff_s,
+            backoff_max_s=self.max_backoff_s, transient_statuses=frozenset({429, *range(500, 600)}),
+            transient_errors=(httpx.TransportError, MalformedBody))
 
 
 def _detail(response: httpx.Response) -> str:
@@ -104,57 +113,40 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:200]
 
 
-class DigitalTwinClient:
+class DigitalTwinClient(http_retry.OwnsHttpClient):
     """Pages through the DT's value fetchers with retries (one ``httpx.Client`` per instance)."""
 
     def __init__(self, base_url: str, *, retry: RetryPolicy = RetryPolicy(), page_size: int = 5000,
                  client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry, self.page_size, self.sleep = retry, page_size, sleep
-        self._client = client or httpx.Client()
-        self._owns_client = client is None
-
-    def close(self) -> None:
-        if self._owns_client:
-            self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._policy = retry.http()
+        self._use_http(client)
 
     def _page(self, fetcher_id: str, payload: dict[str, Any], limit: int, offset: int) -> list:
         url = f"{self.base_url}/values/{fetcher_id}"
-        last = "no attempt"
-        for attempt in range(self.retry.attempts):
+
+        def items(response: httpx.Response) -> list:
+            if response.status_code >= 400:
+                raise DigitalTwinUnavailable(
+                    f"Digital Twin {url} refused {payload or 'the request'}: "
+                    f"HTTP {response.status_code}: {_detail(response)}")
             try:
-                try:
-                    response = self._client.get(url, params={**payload, "limit": limit, "offset": offset},
-                                                timeout=self.retry.timeout_s)
-                except (httpx.TimeoutException, httpx.TransportError) as exc:
-                    raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-                if response.status_code == 429 or response.status_code >= 500:
-                    raise _Transient(f"HTTP {response.status_code}: {_detail(response)}")
-                if response.status_code >= 400:
-                    raise DigitalTwinUnavailable(
-                        f"Digital Twin {url} refused {payload or 'the request'}: "
-                        f"HTTP {response.status_code}: {_detail(response)}")
-                try:
-                    body = response.json()
-                except ValueError as exc:
-                    raise _Transient(f"body is not JSON: {exc}") from exc
-                if not (isinstance(body, dict) and isinstance(body.get("items"), list)
-                        and body.get("count") == len(body["items"]) and body.get("offset") == offset):
-                    raise _Transient("answer is not a value-fetcher envelope {items, limit, offset, count}")
-                return body["items"]
-            except _Transient as exc:
-                last = str(exc)
-                if attempt + 1 < self.retry.attempts:
-                    self.sleep(self.retry.delay(attempt))
-        raise DigitalTwinUnavailable(
-            f"Digital Twin {url} unreachable or failing: gave up after {self.retry.attempts} attempts; "
-            f"last error: {last}")
+                body = response.json()
+            except ValueError as exc:
+                raise MalformedBody(f"not JSON: {exc}") from exc
+            if not (isinstance(body, dict) and isinstance(body.get("items"), list)
+                    and body.get("count") == len(body["items"]) and body.get("offset") == offset):
+                raise MalformedBody("not a value-fetcher envelope {items, limit, offset, count}")
+            return body["items"]
+
+        try:
+            return http_retry.call(self._http, "GET", url, self._policy, read=items, sleep=self.sleep,
+                                   params={**payload, "limit": limit, "offset": offset}).value
+        except http_retry.RetriesExhausted as exc:
+            raise DigitalTwinUnavailable(
+                f"Digital Twin {url} unreachable or failing: gave up after {self.retry.attempts} attempts; "
+                f"last error: {exc.last.detail}") from exc
 
     def fetch_all(self, fetcher_id: str, payload: dict[str, Any] | None = None) -> list:
         """Every item of a fetcher (pages of ``page_size`` until a short page)."""

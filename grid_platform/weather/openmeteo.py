@@ -4,10 +4,11 @@ One request covers many points (comma-separated ``latitude``/``longitude`` lists
 with a JSON list in request order); points are sent in chunks to keep URLs short. Units are
 asked for explicitly (``wind_speed_unit=ms``, ``timezone=UTC``) and checked in the answer.
 
-Transient failures are retried with exponential backoff: timeouts and broken connections,
-HTTP 5xx and 429 (honouring ``Retry-After`` / ``X-RateLimit-Reset``), bodies that are not
-JSON or not the expected shape (a gateway page, a truncated answer). Other 4xx are the
-caller's mistake and raise at once with the API's ``reason``.
+Transient failures are retried with exponential backoff (``grid_platform.http_retry``):
+timeouts and broken connections, HTTP 5xx and 429 (honouring ``Retry-After`` /
+``X-RateLimit-Reset`` up to ``max_backoff_s``), bodies that are not JSON or not the expected
+shape (a gateway page, a truncated answer). Other 4xx are the caller's mistake and raise at
+once with the API's ``reason``.
 
 ``past_days = 1`` is the default because the risk model works on network-local days: with
 ``timezone=UTC`` the first local day of the horizon starts before UTC midnight, and without the
@@ -26,6 +27,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from grid_platform import http_retry
 from grid_platform.weather.quality import HOURLY_COLUMNS, empty_hourly
 
 FORECAST_PATH = "/v1/forecast"
@@ -38,35 +40,39 @@ class WeatherApiError(RuntimeError):
     """The forecast API failed for good (after retries, or with a non-retryable answer)."""
 
 
-class _Transient(Exception):
-    def __init__(self, reason: str, wait_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.wait_s = wait_s
+class MalformedBody(Exception):
+    """A body that is not JSON or not the expected shape: retried, the next answer may be whole."""
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """The forecast client's retry settings, in the terms its callers use."""
+
     attempts: int = 4
     backoff_s: float = 0.5
     max_backoff_s: float = 8.0
     timeout_s: float = 15.0
 
-    def delay(self, attempt: int) -> float:
-        return min(self.max_backoff_s, self.backoff_s * 2**attempt)
+    def http(self) -> http_retry.RetryPolicy:
+        # Only 429 and 5xx are transient statuses: other 4xx (408 too) raise WeatherApiError at once.
+        return http_retry.RetryPolicy(
+            timeout_s=self.timeout_s, max_tries=self.attempts, backoff_s=self.backoff_s,
+            backoff_max_s=self.max_backoff_s, transient_statuses=frozenset({429, *range(500, 600)}),
+            transient_errors=(httpx.TransportError, MalformedBody))
 
 
 def _wait_hint(response: httpx.Response) -> float | None:
-    if "retry-after" in response.headers:
+    """The wait a 429/5xx asks for: ``Retry-After``, else ``X-RateLimit-Reset`` (milliseconds, as the
+    stand-ins send it)."""
+    if response.status_code != 429 and response.status_code < 500:
+        return None  # an answer with a bad body: back off, whatever rate headers it carries
+    wait = http_retry.retry_after(response)
+    if wait is None and "x-ratelimit-reset" in response.headers:
         try:
-            return float(response.headers["retry-after"])
+            return max(float(response.headers["x-ratelimit-reset"]) / 1000.0, 0.0)
         except ValueError:
             return None
-    if "x-ratelimit-reset" in response.headers:  # milliseconds, as the stand-ins send it
-        try:
-            return float(response.headers["x-ratelimit-reset"]) / 1000.0
-        except ValueError:
-            return None
-    return None
+    return wait
 
 
 def _reason(response: httpx.Response) -> str:
@@ -78,54 +84,48 @@ def _reason(response: httpx.Response) -> str:
 
 
 def _locations(payload: object, n_points: int) -> list[dict]:
-    """Validate the answer's shape; a wrong shape is treated as a transient fault."""
+    """Validate the answer's shape; a wrong shape is a transient fault (``MalformedBody``)."""
     locations = payload if isinstance(payload, list) else [payload]
     if len(locations) != n_points:
-        raise _Transient(f"expected {n_points} locations, got {len(locations)}")
+        raise MalformedBody(f"expected {n_points} locations, got {len(locations)}")
     for loc in locations:
         if not isinstance(loc, dict):
-            raise _Transient("location entry is not an object")
+            raise MalformedBody("location entry is not an object")
         hourly, units = loc.get("hourly"), loc.get("hourly_units")
         if not isinstance(hourly, dict) or not isinstance(units, dict) or not isinstance(hourly.get("time"), list):
-            raise _Transient("answer without hourly data")
+            raise MalformedBody("answer without hourly data")
         for key in ("latitude", "longitude", "elevation"):
             if not isinstance(loc.get(key), int | float) or isinstance(loc.get(key), bool):
-                raise _Transient(f"answer without numeric {key}")
+                raise MalformedBody(f"answer without numeric {key}")
         n = len(hourly["time"])
         for variable, unit in EXPECTED_UNITS.items():
             values = hourly.get(variable)
             if not isinstance(values, list) or len(values) != n:
-                raise _Transient(f"hourly {variable} missing or of the wrong length")
+                raise MalformedBody(f"hourly {variable} missing or of the wrong length")
             if units.get(variable) != unit:
                 raise WeatherApiError(f"{variable} in {units.get(variable)!r}, expected {unit!r}")
             if not all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
-                raise _Transient(f"hourly {variable} has non-numeric values")
+                raise MalformedBody(f"hourly {variable} has non-numeric values")
     return locations
 
 
 def _get_json(client: httpx.Client, url: str, params: dict, n_points: int, retry: RetryPolicy,
               sleep: Callable[[float], None]) -> list[dict]:
-    last = "no attempt"
-    for attempt in range(retry.attempts):
+    def locations(response: httpx.Response) -> list[dict]:
+        if response.status_code >= 400:
+            raise WeatherApiError(f"HTTP {response.status_code} from {url}: {_reason(response)}")
         try:
-            try:
-                response = client.get(url, params=params, timeout=retry.timeout_s)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-            if response.status_code == 429 or response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code}: {_reason(response)}", _wait_hint(response))
-            if response.status_code >= 400:
-                raise WeatherApiError(f"HTTP {response.status_code} from {url}: {_reason(response)}")
-            try:
-                payload = json.loads(response.content)
-            except ValueError as exc:
-                raise _Transient(f"body is not JSON: {exc}") from exc
-            return _locations(payload, n_points)
-        except _Transient as exc:
-            last = str(exc)
-            if attempt + 1 < retry.attempts:
-                sleep(exc.wait_s if exc.wait_s is not None else retry.delay(attempt))
-    raise WeatherApiError(f"{url}: gave up after {retry.attempts} attempts; last error: {last}")
+            payload = json.loads(response.content)
+        except ValueError as exc:
+            raise MalformedBody(f"not JSON: {exc}") from exc
+        return _locations(payload, n_points)
+
+    try:
+        return http_retry.call(client, "GET", url, retry.http(), params=params, read=locations,
+                               server_wait=_wait_hint, sleep=sleep).value
+    except http_retry.RetriesExhausted as exc:
+        raise WeatherApiError(f"{url}: gave up after {retry.attempts} attempts; "
+                              f"last error: {exc.last.detail}") from exc
 
 
 def fetch_forecast(
