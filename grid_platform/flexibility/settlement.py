@@ -102,20 +102,20 @@ def settle_points(commitments: pd.DataFrame, readings: pd.DataFrame) -> pd.DataF
     if commitments.empty or readings.empty:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
             RESULT_COLUMNS, ("object", "int64", "float64", "int64"))})
-    r = pd.DataFrame({"device_id": readings["device_id"].astype(str).to_numpy(),
-                      "ts": _utc_seconds(readings["ts"]), "micro": _micro(readings["consumption_kwh"].to_numpy())})
-    r = r.drop_duplicates(["device_id", "ts"], keep="last")
-    devices = pd.Index(np.sort(r["device_id"].unique()))
-    r["code"] = devices.get_indexer(r["device_id"])
-    r = r.sort_values(["code", "ts"], kind="stable")
-    ts = r["ts"].to_numpy(np.int64)
-    prefix = np.concatenate([[0], np.cumsum(r["micro"].to_numpy(np.int64))])
+    device_code, devices = pd.factorize(readings["device_id"].astype(str).to_numpy(), sort=True)
+    ts, micro = _utc_seconds(readings["ts"]), _micro(readings["consumption_kwh"].to_numpy())
+    # Rows by device, time and input position; of a repeated (device, ts) the last row counts.
+    order = np.lexsort((np.arange(len(ts)), ts, device_code))
+    device_code, ts, micro = device_code[order].astype(np.int64), ts[order], micro[order]
+    last = np.append((device_code[1:] != device_code[:-1]) | (ts[1:] != ts[:-1]), True)
+    device_code, ts, micro = device_code[last], ts[last], micro[last]
+    prefix = np.concatenate([[0], np.cumsum(micro)])
     # Rows sorted by (device code, ts) packed into one increasing key: code * span + offset.
     base = int(ts.min())
     span = int(ts.max()) - base + 2
-    packed = r["code"].to_numpy(np.int64) * span + (ts - base)
+    packed = device_code * span + (ts - base)
 
-    code = devices.get_indexer(commitments["device_id"].astype(str).to_numpy())
+    code = pd.Index(devices).get_indexer(commitments["device_id"].astype(str).to_numpy())
 
     def first_at_or_after(bound: np.ndarray) -> np.ndarray:
         # Clipping keeps a bound before/after the device's readings inside the device's block.

@@ -85,13 +85,17 @@ def test_vectorised_equals_per_row_reference():
     readings = pd.DataFrame({"ts": np.tile(ts, len(devices)), "device_id": np.repeat(devices, len(ts)),
                              "consumption_kwh": np.round(rng.gamma(1.2, 0.4, len(ts) * len(devices)), 3)})
     readings.loc[rng.choice(len(readings), 50, replace=False), "consumption_kwh"] = np.nan
+    # Out of order, and 100 (device, ts) sent again with another value: the later row counts.
+    again = readings.iloc[rng.choice(len(readings), 100, replace=False)].assign(consumption_kwh=9.75)
+    readings = pd.concat([readings.sample(frac=1, random_state=7), again], ignore_index=True)
     n = 600
     starts = ts[rng.integers(0, len(ts) - 4, n)] + pd.to_timedelta(rng.integers(0, 60, n), unit="min")
     commitments = pd.DataFrame({"commitment_id": range(n), "device_id": rng.choice(devices + ["unknown"], n),
                                 "period_start": starts,
                                 "period_end": starts + pd.to_timedelta(rng.integers(1, 30, n), unit="h")})
     fast = settle_points(commitments, readings).set_index("commitment_id")
-    by_device = {d: g.sort_values("ts") for d, g in readings.groupby("device_id")}
+    kept = readings.drop_duplicates(["device_id", "ts"], keep="last")
+    by_device = {d: g.sort_values("ts") for d, g in kept.groupby("device_id")}
     expected = {}
     for c in commitments.itertuples():
         g = by_device.get(c.device_id)
