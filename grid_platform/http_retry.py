@@ -34,7 +34,10 @@ import httpx
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_STATUSES = frozenset({408, 429, *range(500, 600)})
+# Trouble on the server's side: rate limiting and 5xx. Services that answer 408 for a request of
+# theirs they reject use this set; the default also retries 408.
+OVERLOAD_STATUSES = frozenset({429, *range(500, 600)})
+TRANSIENT_STATUSES = OVERLOAD_STATUSES | {408}
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,28 @@ class RetryPolicy:
     def backoff(self, failed_tries: int, rng: random.Random) -> float:
         delay = min(self.backoff_s * 2 ** (failed_tries - 1), self.backoff_max_s)
         return delay + rng.uniform(0, delay * self.jitter) if self.jitter else delay
+
+
+class MalformedBody(Exception):
+    """An answer whose body the caller cannot read (not JSON, not the expected shape): transient,
+    the next answer may be whole."""
+
+
+@dataclass(frozen=True)
+class ServiceRetry:
+    """A JSON service client's retry settings in its callers' terms (weather API, Digital Twin):
+    ``attempts`` tries, a back-off from ``backoff_s`` doubling up to ``max_backoff_s``. Transport
+    errors, 429/5xx and ``MalformedBody`` are transient; any other 4xx is the caller's mistake."""
+
+    attempts: int = 4
+    backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    timeout_s: float = 15.0
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(timeout_s=self.timeout_s, max_tries=self.attempts, backoff_s=self.backoff_s,
+                           backoff_max_s=self.max_backoff_s, transient_statuses=OVERLOAD_STATUSES,
+                           transient_errors=(httpx.TransportError, MalformedBody))
 
 
 @dataclass(frozen=True)

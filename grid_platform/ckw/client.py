@@ -98,7 +98,7 @@ class RetryPolicy:
         return http_retry.RetryPolicy(
             timeout_s=timeout_s, max_tries=self.max_attempts, backoff_s=self.backoff_base_s,
             backoff_max_s=math.inf, jitter=self.jitter_ratio, max_wait_s=self.max_rate_wait_s,
-            transient_statuses=frozenset({429, *range(500, 600)}),
+            transient_statuses=http_retry.OVERLOAD_STATUSES,
             transient_errors=(httpx.TransportError, ValueError))
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -34,6 +33,7 @@ import numpy as np
 import shapely
 
 from grid_platform import http_retry
+from grid_platform.http_retry import MalformedBody, ServiceRetry
 
 from .model import (
     LINE_COLUMNS,
@@ -84,25 +84,7 @@ class DtMissingCoordinates(DigitalTwinPayloadError):
     pass
 
 
-class MalformedBody(Exception):
-    """A body that is not JSON or not an envelope: retried, the next answer may be whole."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The DT client's retry settings, in the terms its callers use."""
-
-    attempts: int = 4
-    backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    timeout_s: float = 30.0  # the DT may load a network on first request
-
-    def http(self) -> http_retry.RetryPolicy:
-        # Only 429 and 5xx are transient statuses: other 4xx (408 too) are refusals, raised at once.
-        return http_retry.RetryPolicy(
-            timeout_s=self.timeout_s, max_tries=self.attempts, backoff_s=self.backoff_s,
-            backoff_max_s=self.max_backoff_s, transient_statuses=frozenset({429, *range(500, 600)}),
-            transient_errors=(httpx.TransportError, MalformedBody))
+DT_RETRY = ServiceRetry(timeout_s=30.0)  # the DT may load a network on first request
 
 
 def _detail(response: httpx.Response) -> str:
@@ -116,11 +98,11 @@ def _detail(response: httpx.Response) -> str:
 class DigitalTwinClient(http_retry.OwnsHttpClient):
     """Pages through the DT's value fetchers with retries (one ``httpx.Client`` per instance)."""
 
-    def __init__(self, base_url: str, *, retry: RetryPolicy = RetryPolicy(), page_size: int = 5000,
+    def __init__(self, base_url: str, *, retry: ServiceRetry = DT_RETRY, page_size: int = 5000,
                  client: httpx.Client | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry, self.page_size, self.sleep = retry, page_size, sleep
-        self._policy = retry.http()
+        self._policy = retry.policy()
         self._use_http(client)
 
     def _page(self, fetcher_id: str, payload: dict[str, Any], limit: int, offset: int) -> list:
@@ -372,7 +354,7 @@ def network_from_tables(tables: dict[str, list], network_id: str, *, record: dic
 
 
 def digital_twin_network(base_url: str, dt_network: str, network_id: str | None = None, *,
-                         retry: RetryPolicy = RetryPolicy(), page_size: int = 5000) -> Network:
+                         retry: ServiceRetry = DT_RETRY, page_size: int = 5000) -> Network:
     """The network ``dt_network`` of the Digital Twin at ``base_url``, as platform network ``network_id``."""
     with DigitalTwinClient(base_url, retry=retry, page_size=page_size) as dt:
         records = {r["network_id"]: r for r in dt.networks()}
@@ -386,7 +368,7 @@ def digital_twin_network(base_url: str, dt_network: str, network_id: str | None 
 
 def dt_holds(base_url: str, dt_network: str, timeout_s: float = 5.0) -> bool:
     """Whether the DT answers now and lists ``dt_network`` (one attempt: a probe, not a load)."""
-    retry = RetryPolicy(attempts=1, timeout_s=timeout_s)
+    retry = ServiceRetry(attempts=1, timeout_s=timeout_s)
     try:
         with DigitalTwinClient(base_url, retry=retry) as dt:
             return any(r["network_id"] == dt_network for r in dt.networks())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 
 import httpx
@@ -28,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from grid_platform import http_retry
+from grid_platform.http_retry import MalformedBody, ServiceRetry
 from grid_platform.weather.quality import HOURLY_COLUMNS, empty_hourly
 
 FORECAST_PATH = "/v1/forecast"
@@ -40,25 +40,7 @@ class WeatherApiError(RuntimeError):
     """The forecast API failed for good (after retries, or with a non-retryable answer)."""
 
 
-class MalformedBody(Exception):
-    """A body that is not JSON or not the expected shape: retried, the next answer may be whole."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The forecast client's retry settings, in the terms its callers use."""
-
-    attempts: int = 4
-    backoff_s: float = 0.5
-    max_backoff_s: float = 8.0
-    timeout_s: float = 15.0
-
-    def http(self) -> http_retry.RetryPolicy:
-        # Only 429 and 5xx are transient statuses: other 4xx (408 too) raise WeatherApiError at once.
-        return http_retry.RetryPolicy(
-            timeout_s=self.timeout_s, max_tries=self.attempts, backoff_s=self.backoff_s,
-            backoff_max_s=self.max_backoff_s, transient_statuses=frozenset({429, *range(500, 600)}),
-            transient_errors=(httpx.TransportError, MalformedBody))
+FORECAST_RETRY = ServiceRetry()
 
 
 def _wait_hint(response: httpx.Response) -> float | None:
@@ -109,7 +91,7 @@ def _locations(payload: object, n_points: int) -> list[dict]:
     return locations
 
 
-def _get_json(client: httpx.Client, url: str, params: dict, n_points: int, retry: RetryPolicy,
+def _get_json(client: httpx.Client, url: str, params: dict, n_points: int, retry: ServiceRetry,
               sleep: Callable[[float], None]) -> list[dict]:
     def locations(response: httpx.Response) -> list[dict]:
         if response.status_code >= 400:
@@ -121,7 +103,7 @@ def _get_json(client: httpx.Client, url: str, params: dict, n_points: int, retry
         return _locations(payload, n_points)
 
     try:
-        return http_retry.call(client, "GET", url, retry.http(), params=params, read=locations,
+        return http_retry.call(client, "GET", url, retry.policy(), params=params, read=locations,
                                server_wait=_wait_hint, sleep=sleep).value
     except http_retry.RetriesExhausted as exc:
         raise WeatherApiError(f"{url}: gave up after {retry.attempts} attempts; "
@@ -138,7 +120,7 @@ def fetch_forecast(
     end_date: date | None = None,
     models: str | None = None,
     chunk_size: int = 50,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: ServiceRetry = FORECAST_RETRY,
     client: httpx.Client | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from risk_builders import TZ, X0, Y0, fragments_frame, lonlat
 
+from grid_platform.http_retry import ServiceRetry
 from grid_platform.risk.fragments import prepare_fragments
 from grid_platform.risk.matching import grid_points
 from grid_platform.risk.pipeline import run_risk
@@ -23,10 +24,10 @@ from grid_platform.settings import PROJECT_ROOT
 from grid_platform.standins.faults import FaultConfig
 from grid_platform.standins.server import running
 from grid_platform.standins.weather import create_app
-from grid_platform.weather.openmeteo import RetryPolicy, WeatherApiError, fetch_forecast
+from grid_platform.weather.openmeteo import WeatherApiError, fetch_forecast
 
 NOW = datetime(2026, 7, 14, 10, 30, tzinfo=UTC)
-FAST = RetryPolicy(attempts=4, backoff_s=0.01, max_backoff_s=0.05, timeout_s=5.0)
+FAST = ServiceRetry(attempts=4, backoff_s=0.01, max_backoff_s=0.05, timeout_s=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_client_fetches_many_points_in_chunks(url):
 def test_client_retries_injected_faults(try_dir):
     faults = FaultConfig(error_rate=0.2, malformed_rate=0.1, truncated_rate=0.1, schema_drift_rate=0.05, seed=3)
     with running(create_app(try_dir, clock=lambda: NOW, faults=faults)) as base:
-        hourly = fetch_forecast(base, points(), chunk_size=1, retry=RetryPolicy(attempts=8, backoff_s=0.01,
+        hourly = fetch_forecast(base, points(), chunk_size=1, retry=ServiceRetry(attempts=8, backoff_s=0.01,
                                                                                  max_backoff_s=0.02))
         stats = httpx.get(f"{base}/_standin/stats").json()
     assert hourly.groupby("point_id").size().tolist() == [96] * 4

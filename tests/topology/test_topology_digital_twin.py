@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from grid_platform.assets.topology import grid_topology, networks
+from grid_platform.http_retry import ServiceRetry
 from grid_platform.networks import load_registry
 from grid_platform.publish import current
 from grid_platform.resources.warehouse import WarehouseResource
@@ -30,9 +31,8 @@ from grid_platform.topology import (
     digital_twin_network,
     run_checks,
 )
-from grid_platform.topology.digital_twin import RetryPolicy
 
-FAST = RetryPolicy(attempts=4, backoff_s=0.0, timeout_s=30.0)
+FAST = ServiceRetry(attempts=4, backoff_s=0.0, timeout_s=30.0)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_transient_faults_are_retried(demo, dt_net):
     faults = FaultConfig(error_rate=0.2, truncated_rate=0.1, malformed_rate=0.1, burst_429=1, seed=7)
     with running(create_app({"schutterwald": lambda: demo}, faults=faults)) as url:
         net = digital_twin_network(url, "schutterwald", "schutterwald_lv",
-                                   retry=RetryPolicy(attempts=8, backoff_s=0.0), page_size=1000)
+                                   retry=ServiceRetry(attempts=8, backoff_s=0.0), page_size=1000)
     assert list(net.lines["line_id"]) == list(dt_net.lines["line_id"])
     assert net.lines.geometry.geom_equals_exact(dt_net.lines.geometry, 0).all()
 
@@ -165,7 +165,7 @@ def test_unreachable_or_unknown_gives_a_clear_error(dt_url):
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     with pytest.raises(DigitalTwinUnavailable, match=rf"Digital Twin {dead}/values/topology.networks unreachable "
                                                      r"or failing: gave up after 2 attempts; last error: Connect"):
-        digital_twin_network(dead, "schutterwald", retry=RetryPolicy(attempts=2, backoff_s=0.0))
+        digital_twin_network(dead, "schutterwald", retry=ServiceRetry(attempts=2, backoff_s=0.0))
     with pytest.raises(DigitalTwinError, match=r"has no network 'atlantis' \(it holds \['schutterwald'\]\)"):
         digital_twin_network(dt_url, "atlantis", retry=FAST)
 
